@@ -1,0 +1,215 @@
+"""CfgNode: fvcore's config node with `_BASE_` inheritance, safe YAML and precise merge errors."""
+import difflib
+import os
+from typing import Any, Dict, List, Tuple
+
+import yaml
+from fvcore.common.config import CfgNode as _FvcoreCfgNode
+from iopath.common.file_io import g_pathmgr
+
+__all__ = ["CfgNode", "get_cfg", "ConfigError"]
+
+BASE_KEY = "_BASE_"
+
+
+class ConfigError(ValueError):
+    """A config file or override could not be applied; the message says where and why."""
+
+
+def _flatten(node: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """{"A": {"B": 1}} -> {"A.B": 1}."""
+    out = {}
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _deep_update(dst: Dict[str, Any], src: Dict[str, Any]) -> None:
+    """Merge nested dict ``src`` into ``dst``; values of ``src`` win."""
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_update(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def _coerce(key: str, new: Any, old: Any, where: str) -> Any:
+    """Return ``new`` converted to the type of ``old``, or raise a ConfigError naming both types."""
+    if old is None or new is None or type(new) is type(old):
+        return new
+    if isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        return type(old)(new)
+    if isinstance(old, float) and isinstance(new, int) and not isinstance(new, bool):
+        return float(new)
+    raise ConfigError(
+        f"Type mismatch for config key '{key}' ({where}): the default is "
+        f"{type(old).__name__} ({old!r}) but got {type(new).__name__} ({new!r}). "
+        f"Give a value of type {type(old).__name__}."
+    )
+
+
+class CfgNode(_FvcoreCfgNode):
+    """A config node. See ``get_cfg`` for a fresh copy of the defaults.
+
+    Compared with fvcore's: YAML is always loaded safely, ``_BASE_`` chains are checked for
+    cycles, and unknown keys or wrong types raise a ``KeyError`` / ``ConfigError`` that names the
+    full key, the file (or override) it came from, and the closest valid key.
+    """
+
+    @classmethod
+    def load_yaml_with_base(cls, filename: str, allow_unsafe: bool = False,
+                            _stack: Tuple[str, ...] = ()) -> Dict[str, Any]:
+        """Load a YAML file and the ``_BASE_`` files it names, bases first.
+
+        Returns a dict whose leaves are ``(value, source_file)`` pairs wrapped in ``_Sourced``.
+        """
+        if allow_unsafe:
+            raise ConfigError("detkit loads config files with yaml.safe_load only; allow_unsafe is not supported.")
+        path = os.path.abspath(os.path.expanduser(filename)) if "://" not in filename else filename
+        if path in _stack:
+            chain = " -> ".join(list(_stack) + [path])
+            raise ConfigError(f"Cycle in {BASE_KEY} chain: {chain}. Remove one of these {BASE_KEY} entries.")
+        if not g_pathmgr.exists(path):
+            where = f" (named in {BASE_KEY} of {_stack[-1]})" if _stack else ""
+            raise FileNotFoundError(f"Config file not found: {path}{where}.")
+        with g_pathmgr.open(path, "r") as f:
+            try:
+                data = yaml.safe_load(f)
+            except yaml.constructor.ConstructorError as e:
+                raise ConfigError(
+                    f"Config file {path} uses a YAML tag that safe loading refuses ({e.problem}). "
+                    "detkit never executes code from config files; write plain values instead."
+                ) from None
+            except yaml.YAMLError as e:
+                raise ConfigError(f"Config file {path} is not valid YAML: {e}") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"Config file {path} must hold a mapping of keys, got {type(data).__name__}.")
+        data = _mark_source(data, path)
+        bases = data.pop(BASE_KEY, None)
+        if bases is None:
+            return data
+        bases = bases.value if isinstance(bases, _Sourced) else bases
+        merged: Dict[str, Any] = {}
+        for base in [bases] if isinstance(bases, str) else list(bases):
+            base = os.path.expanduser(base)
+            if not os.path.isabs(base) and "://" not in base:
+                base = os.path.join(os.path.dirname(path), base)
+            _deep_update(merged, cls.load_yaml_with_base(base, _stack=_stack + (path,)))
+        _deep_update(merged, data)
+        return merged
+
+    def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
+        """Merge a YAML file (and its ``_BASE_`` chain) into this config.
+
+        A ``PLUGINS`` list in the file is loaded first, so the file may use keys the plugins add.
+        """
+        data = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
+        plugins = data.pop("PLUGINS", None)
+        if plugins is not None:
+            from detkit.utils.plugins import load_plugins
+
+            specs = plugins.value
+            if isinstance(specs, str):
+                specs = [specs]
+            load_plugins(specs, cfg=self, relative_to=os.path.dirname(plugins.source))
+        self._merge_sourced(data, prefix="", root=self)
+
+    def merge_from_other_cfg(self, cfg_other: "CfgNode") -> None:
+        if BASE_KEY in cfg_other:
+            raise ConfigError(f"The key '{BASE_KEY}' can only be used in config files.")
+        self._merge_sourced(_mark_source(cfg_other, "another config"), prefix="", root=self)
+
+    def merge_from_list(self, cfg_list: List[str]) -> None:
+        """Apply ``["KEY.PATH", "value", ...]`` overrides; values are parsed as Python literals."""
+        if len(cfg_list) % 2 != 0:
+            raise ConfigError(
+                f"Config overrides must come in KEY VALUE pairs; got {len(cfg_list)} items: {cfg_list}. "
+                "Check for a missing value."
+            )
+        for key, raw in zip(cfg_list[0::2], cfg_list[1::2]):
+            if key == BASE_KEY:
+                raise ConfigError(f"The key '{BASE_KEY}' can only be used in config files.")
+            node, parts = self, key.split(".")
+            for i, part in enumerate(parts):
+                if not isinstance(node, CfgNode) or part not in node:
+                    _unknown_key(self, ".".join(parts[: i + 1]), "the command-line overrides")
+                if i < len(parts) - 1:
+                    node = node[part]
+            value = CfgNode._decode_cfg_value(raw)
+            if key == "PLUGINS":
+                from detkit.utils.plugins import load_plugins
+
+                load_plugins([value] if isinstance(value, str) else list(value), cfg=self)
+                continue
+            old = node[parts[-1]]
+            if isinstance(old, CfgNode):
+                raise ConfigError(f"'{key}' is a group of keys, not a value; override one of its keys instead.")
+            node[parts[-1]] = _coerce(key, value, old, "command-line overrides")
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _merge_sourced(self, data: Dict[str, Any], prefix: str, root: "CfgNode") -> None:
+        for k, v in data.items():
+            full = prefix + k
+            if k not in self:
+                _unknown_key(root, full, _first_source(v))
+            old = self[k]
+            if isinstance(old, CfgNode):
+                if not isinstance(v, dict):
+                    raise ConfigError(
+                        f"Config key '{full}' ({_first_source(v)}) is a group of keys, "
+                        f"but the file gives it a single value ({v.value!r})."
+                    )
+                old._merge_sourced(v, full + ".", root)
+            else:
+                if isinstance(v, dict):
+                    raise ConfigError(
+                        f"Config key '{full}' ({_first_source(v)}) is a single value, but the file gives it sub-keys."
+                    )
+                self[k] = _coerce(full, v.value, old, v.source)
+
+
+class _Sourced:
+    """A config value remembered together with the file it came from."""
+
+    __slots__ = ("value", "source")
+
+    def __init__(self, value: Any, source: str):
+        self.value, self.source = value, source
+
+
+def _mark_source(node: Dict[str, Any], source: str) -> Dict[str, Any]:
+    return {k: (_mark_source(v, source) if isinstance(v, dict) else _Sourced(v, source)) for k, v in node.items()}
+
+
+def _first_source(v: Any) -> str:
+    while isinstance(v, dict):
+        if not v:
+            return "a config file"
+        v = next(iter(v.values()))
+    return v.source
+
+
+def _unknown_key(root: CfgNode, full_key: str, where: str) -> None:
+    """Raise a KeyError naming the unknown key, where it came from, and the closest valid key."""
+    valid = list(_flatten(root).keys())
+    groups = {k.rsplit(".", i)[0] for k in valid for i in range(1, k.count(".") + 1)}
+    close = difflib.get_close_matches(full_key, valid + sorted(groups), n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise KeyError(
+        f"Unknown config key '{full_key}' (from {where}).{hint} "
+        "See detkit/config/defaults.py for every key; a plugin's keys exist only once it is loaded."
+    )
+
+
+def get_cfg() -> CfgNode:
+    """A fresh, mutable copy of detkit's default config (``detkit/config/defaults.py``)."""
+    from .defaults import _C
+
+    return _C.clone()

@@ -1,0 +1,4 @@
+"""Matchers. (stub: model-core fills in)"""
+from detkit.registry import Registry
+
+MATCHER_REGISTRY = Registry("MATCHER")

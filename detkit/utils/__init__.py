@@ -1,0 +1,1 @@
+"""Ground-floor utilities: logging, events, distributed helpers, plugins, environment."""
