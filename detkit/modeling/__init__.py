@@ -1,0 +1,12 @@
+"""Modeling: every registered part of a detector, and build_model."""
+from .anchor_generator import ANCHOR_GENERATOR_REGISTRY
+from .backbone import BACKBONE_REGISTRY, build_backbone
+from .box_coder import BOX_CODER_REGISTRY
+from .dense_heads import HEAD_REGISTRY, build_head
+from .matcher import MATCHER_REGISTRY
+from .meta_arch import META_ARCH_REGISTRY, build_model, detector_postprocess
+from .neck import NECK_REGISTRY, build_neck
+from .proposal_generator import PROPOSAL_GENERATOR_REGISTRY, build_proposal_generator
+from .roi_heads import ROI_HEADS_REGISTRY, build_roi_heads
+
+__all__ = [k for k in globals() if not k.startswith("_")]

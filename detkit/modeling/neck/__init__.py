@@ -1,0 +1,2 @@
+"""Necks: the FPN."""
+from .build import NECK_REGISTRY, build_neck

@@ -1,0 +1,2 @@
+"""Proposal generators: the RPN."""
+from .build import PROPOSAL_GENERATOR_REGISTRY, build_proposal_generator
