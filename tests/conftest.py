@@ -1,0 +1,17 @@
+"""Shared pytest setup: datasets go to one temp folder per test session; torch stays on 2 threads."""
+import os
+import tempfile
+
+import pytest
+
+# Builtin datasets (e.g. the synthetic shapes) are generated under $DETKIT_DATASETS; keep tests away from ./datasets.
+# A user-set DETKIT_DATASETS_TEST_CACHE lets repeated local runs reuse the generated images.
+os.environ["DETKIT_DATASETS"] = os.environ.get("DETKIT_DATASETS_TEST_CACHE") or tempfile.mkdtemp(prefix="detkit-datasets-")
+
+
+@pytest.fixture(autouse=True)
+def _quiet_threads():
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
