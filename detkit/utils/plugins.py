@@ -15,6 +15,9 @@ __all__ = ["load_plugins", "load_installed_plugins", "PluginError", "ENTRY_POINT
 
 ENTRY_POINT_GROUP = "detkit.plugins"
 
+# The spec that first loaded each plugin module (by module name), so one module is recorded once in cfg.PLUGINS.
+_CANONICAL_SPEC = {}
+
 
 class PluginError(ImportError):
     """A plugin could not be imported; the message names the spec and the cause."""
@@ -128,10 +131,11 @@ def load_plugins(specs: Iterable[str], cfg=None, relative_to: Optional[str] = No
                 "A plugin is an importable module name or a path to a .py file."
             ) from e
         logger.debug("Loaded plugin %s", resolved)
+        canonical = _CANONICAL_SPEC.setdefault(module.__name__, resolved)
         if cfg is not None:
             _add_config(module, cfg)
-            if "PLUGINS" in cfg and resolved not in cfg.PLUGINS:
-                cfg.PLUGINS = list(cfg.PLUGINS) + [resolved]
+            if "PLUGINS" in cfg and canonical not in cfg.PLUGINS:
+                cfg.PLUGINS = list(cfg.PLUGINS) + [canonical]
         modules.append(module)
     return modules
 

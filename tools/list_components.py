@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""List every registry and the components registered in it, including those plugins add.
+
+usage: tools/list_components.py [--plugin SPEC ...]
+"""
+import argparse
+
+from detkit.utils.plugins import load_installed_plugins, load_plugins
+
+
+def registries():
+    """(name, Registry) for every kind of registered part, in build order."""
+    import detkit.modeling as m
+
+    return [
+        ("BACKBONE_REGISTRY", m.BACKBONE_REGISTRY),
+        ("NECK_REGISTRY", m.NECK_REGISTRY),
+        ("ANCHOR_GENERATOR_REGISTRY", m.ANCHOR_GENERATOR_REGISTRY),
+        ("MATCHER_REGISTRY", m.MATCHER_REGISTRY),
+        ("BOX_CODER_REGISTRY", m.BOX_CODER_REGISTRY),
+        ("HEAD_REGISTRY", m.HEAD_REGISTRY),
+        ("PROPOSAL_GENERATOR_REGISTRY", m.PROPOSAL_GENERATOR_REGISTRY),
+        ("ROI_HEADS_REGISTRY", m.ROI_HEADS_REGISTRY),
+        ("META_ARCH_REGISTRY", m.META_ARCH_REGISTRY),
+    ]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plugin", action="append", default=[], metavar="SPEC",
+                        help="a plugin module name or .py file to load first (repeatable)")
+    args = parser.parse_args(argv)
+    load_installed_plugins()
+    load_plugins(args.plugin)
+    for name, registry in registries():
+        print(f"{name} ({len(registry)})")
+        print(registry.table())
+        print()
+
+
+if __name__ == "__main__":
+    main()
