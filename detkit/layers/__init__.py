@@ -1,4 +1,9 @@
-"""Layers: norms, conv blocks, losses, thin wrappers over torchvision.ops."""
+"""Layers: normalisation by name, conv blocks with norm / activation, Caffe2-style init, ShapeSpec."""
+from .conv import Conv2d, c2_msra_fill, c2_xavier_fill, conv_norm_act
+from .norms import FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, get_norm_layer, group_norm_groups
 from .shape_spec import ShapeSpec
 
-__all__ = ["ShapeSpec"]
+__all__ = [
+    "ShapeSpec", "Conv2d", "conv_norm_act", "c2_msra_fill", "c2_xavier_fill",
+    "FrozenBatchNorm2d", "convert_frozen_batchnorm", "get_norm", "get_norm_layer", "group_norm_groups",
+]

@@ -32,6 +32,8 @@ class Boxes:
     def __init__(self, tensor: Union[torch.Tensor, Sequence]):
         if not isinstance(tensor, torch.Tensor):
             tensor = torch.as_tensor(tensor, dtype=torch.float32)
+        elif not tensor.is_floating_point():  # integer boxes: area / IoU / scale need floats
+            tensor = tensor.float()
         if tensor.numel() == 0:
             tensor = tensor.reshape(0, 4).to(dtype=torch.float32 if not tensor.is_floating_point() else tensor.dtype)
         if tensor.dim() != 2 or tensor.size(-1) != 4:
@@ -102,5 +104,8 @@ def _as_tensor(boxes: Union[Boxes, torch.Tensor]) -> torch.Tensor:
 
 
 def pairwise_iou(boxes1: Union[Boxes, torch.Tensor], boxes2: Union[Boxes, torch.Tensor]) -> torch.Tensor:
-    """(N, M) IoU between every box of ``boxes1`` (N, 4) and of ``boxes2`` (M, 4), both XYXY."""
-    return box_iou(_as_tensor(boxes1), _as_tensor(boxes2))
+    """(N, M) IoU between every box of ``boxes1`` (N, 4) and of ``boxes2`` (M, 4), both XYXY.
+
+    Pairs with no overlap have IoU 0, also when both boxes are empty (torchvision gives 0/0 = NaN there).
+    """
+    return box_iou(_as_tensor(boxes1), _as_tensor(boxes2)).nan_to_num(nan=0.0)

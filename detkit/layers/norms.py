@@ -1,0 +1,80 @@
+"""Normalisation layers by name: "", "BN", "SyncBN", "FrozenBN", "GN", and freezing BN in place."""
+import functools
+from typing import Callable, Optional, Union
+
+import torch
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+__all__ = ["FrozenBatchNorm2d", "get_norm", "get_norm_layer", "convert_frozen_batchnorm", "group_norm_groups"]
+
+NORM_NAMES = ("", "BN", "SyncBN", "FrozenBN", "GN")
+
+
+def group_norm_groups(num_channels: int, max_groups: int = 32) -> int:
+    """The largest number of groups <= ``max_groups`` that divides ``num_channels`` (32 when it can)."""
+    for groups in range(min(max_groups, num_channels), 0, -1):
+        if num_channels % groups == 0:
+            return groups
+    raise ValueError(f"GroupNorm needs at least one channel, got {num_channels}.")
+
+
+def get_norm(norm: Union[str, Callable[[int], nn.Module], None], out_channels: int) -> Optional[nn.Module]:
+    """Build the normalisation layer named ``norm`` for ``out_channels`` channels.
+
+    Args:
+        norm: "" (none), "BN", "SyncBN", "FrozenBN", "GN" (32 groups, or the largest divisor of
+            the channels below 32), or a callable ``f(channels) -> nn.Module``.
+        out_channels: channels of the normalised feature map.
+
+    Returns:
+        The module, or None for "" / None.
+    """
+    if norm is None or norm == "":
+        return None
+    if callable(norm):
+        return norm(out_channels)
+    if norm == "BN":
+        return nn.BatchNorm2d(out_channels)
+    if norm == "SyncBN":
+        return nn.SyncBatchNorm(out_channels)
+    if norm == "FrozenBN":
+        return FrozenBatchNorm2d(out_channels)
+    if norm == "GN":
+        return nn.GroupNorm(group_norm_groups(out_channels), out_channels)
+    raise ValueError(f"Unknown norm {norm!r}; use one of {', '.join(repr(n) for n in NORM_NAMES)} "
+                     "(MODEL.BACKBONE.NORM, MODEL.FPN.NORM, MODEL.FCOS.HEAD_NORM).")
+
+
+def get_norm_layer(norm: str) -> Callable[[int], nn.Module]:
+    """A ``norm_layer(channels)`` factory for torchvision models; "" gives ``nn.Identity``."""
+    if norm == "":
+        return lambda channels: nn.Identity()
+    get_norm(norm, 32)  # validate the name now, not deep inside a torchvision constructor
+    return functools.partial(get_norm, norm)
+
+
+def convert_frozen_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every BatchNorm2d / SyncBatchNorm in ``module`` by a FrozenBatchNorm2d with its statistics.
+
+    Args:
+        module: converted in place (children); if it is itself a batch norm, a new module is returned.
+
+    Returns:
+        The converted module.
+    """
+    if isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
+        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        with torch.no_grad():
+            if module.affine:
+                frozen.weight.copy_(module.weight.detach())
+                frozen.bias.copy_(module.bias.detach())
+            if module.track_running_stats:
+                frozen.running_mean.copy_(module.running_mean)
+                frozen.running_var.copy_(module.running_var)
+        return frozen
+    for name, child in module.named_children():
+        new_child = convert_frozen_batchnorm(child)
+        if new_child is not child:
+            setattr(module, name, new_child)
+    return module

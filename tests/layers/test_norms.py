@@ -1,0 +1,49 @@
+"""Tests for detkit.layers.norms: norms by name, GN group choice, converting BN to frozen BN."""
+import pytest
+import torch
+from torch import nn
+
+from detkit.layers import FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, get_norm_layer, group_norm_groups
+
+
+def test_get_norm_by_name():
+    assert get_norm("", 8) is None and get_norm(None, 8) is None
+    assert type(get_norm("BN", 8)) is nn.BatchNorm2d and get_norm("BN", 8).num_features == 8
+    assert type(get_norm("SyncBN", 8)) is nn.SyncBatchNorm
+    assert isinstance(get_norm("FrozenBN", 8), FrozenBatchNorm2d)
+    gn = get_norm("GN", 64)
+    assert isinstance(gn, nn.GroupNorm) and gn.num_groups == 32 and gn.num_channels == 64
+    assert isinstance(get_norm(lambda c: nn.LayerNorm(c), 4), nn.LayerNorm)
+    with pytest.raises(ValueError, match=r"Unknown norm 'LN'.*'GN'"):
+        get_norm("LN", 8)
+
+
+@pytest.mark.parametrize("channels, groups", [(64, 32), (160, 32), (400, 25), (48, 24), (16, 16), (7, 7)])
+def test_group_norm_groups(channels, groups):
+    # 32 when it divides; else the largest divisor below 32: 400 = 25 * 16, 48 = 24 * 2; fewer channels -> one each.
+    assert group_norm_groups(channels) == groups
+
+
+def test_get_norm_layer_factory():
+    assert isinstance(get_norm_layer("")(8), nn.Identity)
+    assert get_norm_layer("GN")(64).num_groups == 32
+    with pytest.raises(ValueError, match="Unknown norm"):
+        get_norm_layer("bn")
+
+
+def test_convert_frozen_batchnorm_keeps_statistics():
+    bn = nn.BatchNorm2d(3)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1., 2., 3.]))
+        bn.bias.copy_(torch.tensor([0.5, 0., -1.]))
+        bn.running_mean.copy_(torch.tensor([1., 1., 1.]))
+        bn.running_var.copy_(torch.tensor([4., 1., 0.25]))
+    model = nn.Sequential(nn.Conv2d(3, 3, 1), bn)
+    model = convert_frozen_batchnorm(model)
+    frozen = model[1]
+    assert isinstance(frozen, FrozenBatchNorm2d)
+    assert torch.equal(frozen.running_var, torch.tensor([4., 1., 0.25]))
+    # y = (x - mean) / sqrt(var + eps) * w + b; x = 3 -> (2/2)*1+0.5 = 1.5, (2/1)*2+0 = 4, (2/0.5)*3-1 = 11.
+    x = torch.full((1, 3, 1, 1), 3.0)
+    torch.testing.assert_close(frozen(x).flatten(), torch.tensor([1.5, 4.0, 11.0]), rtol=1e-4, atol=1e-4)
+    assert isinstance(convert_frozen_batchnorm(nn.BatchNorm2d(2)), FrozenBatchNorm2d)

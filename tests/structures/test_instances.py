@@ -1,0 +1,49 @@
+"""Tests for detkit.structures.instances: fields, len, indexing, cat, to."""
+import pytest
+import torch
+
+from detkit.structures import Boxes, Instances
+
+
+def _inst():
+    return Instances((20, 30), gt_boxes=Boxes(torch.arange(12.).view(3, 4)), gt_classes=torch.tensor([4, 5, 6]))
+
+
+def test_fields_and_len():
+    inst = _inst()
+    assert len(inst) == 3 and inst.image_size == (20, 30)
+    assert inst.has("gt_classes") and not inst.has("scores")
+    inst.scores = torch.tensor([0.1, 0.2, 0.3])
+    assert list(inst.get_fields()) == ["gt_boxes", "gt_classes", "scores"]
+    with pytest.raises(ValueError, match="'bad' has length 2.*length 3"):
+        inst.bad = torch.zeros(2)
+    with pytest.raises(AttributeError, match="no field 'pred_boxes'"):
+        inst.pred_boxes
+    inst.remove("scores")
+    assert not inst.has("scores")
+    assert len(Instances((1, 1))) == 0
+
+
+def test_indexing():
+    inst = _inst()
+    one = inst[1]
+    assert len(one) == 1 and one.gt_classes.tolist() == [5] and one.gt_boxes.tensor.tolist() == [[4., 5., 6., 7.]]
+    assert inst[-1].gt_classes.tolist() == [6] and inst[-3].gt_classes.tolist() == [4]
+    assert inst[torch.tensor([True, False, True])].gt_classes.tolist() == [4, 6]
+    assert inst[1:].gt_classes.tolist() == [5, 6]
+    with pytest.raises(IndexError):
+        inst[3]
+
+
+def test_cat_and_to():
+    a, b = _inst(), _inst()[:1]
+    c = Instances.cat([a, b])
+    assert len(c) == 4 and c.gt_classes.tolist() == [4, 5, 6, 4]
+    assert isinstance(c.gt_boxes, Boxes) and c.gt_boxes.tensor[-1].tolist() == [0., 1., 2., 3.]
+    lists = Instances.cat([Instances((1, 1), names=["x"]), Instances((1, 1), names=["y", "z"])])
+    assert lists.names == ["x", "y", "z"]
+    moved = a.to(torch.float64)
+    assert moved.gt_classes.dtype == torch.float64 and moved.gt_boxes.tensor.dtype == torch.float64
+    assert a.gt_classes.dtype == torch.int64  # the original is untouched
+    with pytest.raises(ValueError, match="at least one"):
+        Instances.cat([])
