@@ -1,0 +1,77 @@
+"""tools/evaluate_json.py re-scores a saved results file; tools/visualize_json_results.py draws it."""
+import importlib.util
+import json
+import logging
+import pathlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from evaluation_testdata import CLASS_NAMES, DATASET_IDS, coco_to_dataset_dicts, make_coco_dataset, model_outputs
+from detkit.evaluation import COCOEvaluator
+from detkit.utils.visualizer import class_color
+
+TOOLS = pathlib.Path(__file__).resolve().parents[2] / "tools"
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f"_tool_{name}", TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_evaluate_json_rescores_saved_results(coco_dataset, tmp_path, caplog):
+    name, gt, dets, _ = coco_dataset
+    inputs, outputs = model_outputs(gt, dets)
+    evaluator = COCOEvaluator(name, output_dir=str(tmp_path), distributed=False)
+    evaluator.reset()
+    evaluator.process(inputs, outputs)
+    direct = evaluator.evaluate()
+    results_file = tmp_path / "coco_instances_results.json"
+    tool = _tool("evaluate_json")
+    with caplog.at_level(logging.INFO, logger="detkit"):
+        again = tool.main(["--dataset", name, "--results", str(results_file), "--backend", "faster"])
+    assert again.keys() == {"bbox"} and again["bbox"] == pytest.approx(direct["bbox"], abs=1e-9)
+    assert "Per-category bbox AP" in caplog.text and "copypaste: AP,AP50,AP75,APs,APm,APl" in caplog.text
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        tool.main(["--dataset", name, "--results", str(tmp_path / "nope.json")])
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{**dets[0], "image_id": 424242}]))
+    with pytest.raises(KeyError, match=r"image ids \[424242\]"):
+        tool.main(["--dataset", name, "--results", str(other)])
+
+
+def test_visualize_json_results_draws_truth_beside_predictions(tmp_path, register):
+    gt, _ = make_coco_dataset(seed=3, num_images=2)
+    for img in gt["images"]:
+        Image.fromarray(np.full((img["height"], img["width"], 3), 40, np.uint8)).save(tmp_path / img["file_name"])
+    dicts = coco_to_dataset_dicts(gt)
+    for d in dicts:
+        d["file_name"] = str(tmp_path / d["file_name"])
+    path = tmp_path / "gt.json"
+    path.write_text(json.dumps(gt))
+    name = register(lambda: dicts, json_file=str(path), thing_classes=list(CLASS_NAMES),
+                    thing_dataset_id_to_contiguous_id={d: i for i, d in enumerate(DATASET_IDS)})
+    first = gt["images"][0]
+    results = [
+        {"image_id": first["id"], "category_id": DATASET_IDS[1], "bbox": [20.0, 150.0, 60.0, 40.0], "score": 0.9},
+        {"image_id": first["id"], "category_id": DATASET_IDS[2], "bbox": [120.0, 20.0, 50.0, 50.0], "score": 0.1}]
+    results_file = tmp_path / "res.json"
+    results_file.write_text(json.dumps(results))
+    out = tmp_path / "vis"
+    written = _tool("visualize_json_results").main(["--input", str(results_file), "--dataset", name,
+                                                    "--output", str(out), "--conf-threshold", "0.5"])
+    assert written == 2 and sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]
+    canvas = np.asarray(Image.open(out / "img0.png").convert("RGB"))
+    w = first["width"]
+    assert canvas.shape == (first["height"], 2 * w, 3)
+    right = canvas[:, w:]
+    # The 0.9 "dog" box is drawn on the right (its bottom edge at y=190); the 0.1 "bird" box is not.
+    assert tuple(right[189, 40]) == class_color(1)
+    assert not (right == np.array(class_color(2), np.uint8)).all(axis=-1).any()
+    left = canvas[:, :w]
+    ann = [a for a in gt["annotations"] if a["image_id"] == first["id"] and not a["iscrowd"]][0]
+    cls = DATASET_IDS.index(ann["category_id"])
+    assert (left == np.array(class_color(cls), np.uint8)).all(axis=-1).any()
