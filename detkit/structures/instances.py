@@ -32,9 +32,11 @@ class Instances:
             self.set(name, val)
 
     def __getattr__(self, name: str) -> Any:
-        if name == "_fields" or name not in self._fields:
-            raise AttributeError(f"Instances has no field '{name}'; it has {list(self._fields)}.")
-        return self._fields[name]
+        # While unpickling, __dict__ is still empty: a lookup must not recurse into _fields.
+        fields = self.__dict__.get("_fields")
+        if fields is None or name not in fields:
+            raise AttributeError(f"Instances has no field '{name}'; it has {list(fields or [])}.")
+        return fields[name]
 
     def set(self, name: str, value: Any) -> None:
         n = len(value)

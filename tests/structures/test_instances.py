@@ -47,3 +47,17 @@ def test_cat_and_to():
     assert a.gt_classes.dtype == torch.int64  # the original is untouched
     with pytest.raises(ValueError, match="at least one"):
         Instances.cat([])
+
+
+def test_instances_pickle_round_trip():
+    # Data-loader workers send Instances to the main process by pickling them.
+    import pickle
+
+    import torch
+
+    from detkit.structures import Boxes, Instances
+
+    inst = Instances((3, 4), gt_boxes=Boxes(torch.tensor([[0.0, 1.0, 2.0, 3.0]])), gt_classes=torch.tensor([2]))
+    again = pickle.loads(pickle.dumps(inst))
+    assert again.image_size == (3, 4)
+    assert torch.equal(again.gt_boxes.tensor, inst.gt_boxes.tensor) and again.gt_classes.tolist() == [2]
