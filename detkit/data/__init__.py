@@ -1,2 +1,21 @@
-"""Data: dataset catalogs, loaders for COCO / Pascal VOC / builtin shapes, transforms, mapper, loaders."""
+"""Data: dataset catalogs, loaders for COCO / Pascal VOC / builtin shapes, transforms, mapper, loaders.
+
+Importing this package registers the builtin datasets (see ``datasets.builtin``).
+"""
+from . import datasets, transforms
+from .build import (TrainDataLoader, build_detection_test_loader, build_detection_train_loader,
+                    get_detection_dataset_dicts, trivial_batch_collator)
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
+from .common import DatasetFromList, MapDataset
+from .dataset_mapper import DatasetMapper
+from .detection_utils import read_image
+from .samplers import AspectRatioGroupedBatchSampler, InferenceSampler, TrainingSampler
+
+__all__ = [
+    "DatasetCatalog", "MetadataCatalog", "Metadata", "DatasetMapper", "build_detection_train_loader",
+    "build_detection_test_loader", "get_detection_dataset_dicts", "TrainDataLoader", "TrainingSampler",
+    "InferenceSampler", "AspectRatioGroupedBatchSampler", "DatasetFromList", "MapDataset", "read_image",
+    "trivial_batch_collator", "transforms", "datasets",
+]
+
+datasets.register_all_builtin()

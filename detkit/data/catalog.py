@@ -41,6 +41,8 @@ class _DatasetCatalog:
         return sorted(self._funcs)
 
     def remove(self, name: str) -> None:
+        if name not in self._funcs:
+            raise KeyError(f"Dataset '{name}' is not registered.{_closest(name, self.list())}")
         self._funcs.pop(name)
 
     def __contains__(self, name: str) -> bool:
@@ -52,21 +54,33 @@ class Metadata:
 
     An attribute, once set, cannot be changed to a different value (that would silently break
     evaluation); set it again to the same value, or use ``MetadataCatalog.remove``.
+    ``set_lazy(key, func)`` defers an attribute until first read (e.g. class names that need a
+    JSON file read); ``meta.key``, ``meta.get(key)`` and ``hasattr`` all resolve it.
     """
 
     def __init__(self, name: str = "", **kwargs: Any):
         object.__setattr__(self, "name", name)
+        object.__setattr__(self, "_lazy", {})
         self.set(**kwargs)
 
     def __getattr__(self, key: str) -> Any:
-        if key.startswith("__"):
+        if key.startswith("__") or key == "_lazy":
             raise AttributeError(key)
+        lazy = self.__dict__.get("_lazy", {})
+        if key in lazy:
+            val = lazy.pop(key)()
+            object.__setattr__(self, key, val)
+            return val
         raise AttributeError(
             f"Metadata of dataset '{self.name}' has no attribute '{key}'. "
-            f"It has: {', '.join(sorted(self.__dict__))}."
+            f"It has: {', '.join(sorted(self._keys()))}."
         )
 
+    def _keys(self) -> List[str]:
+        return [k for k in self.__dict__ if k != "_lazy"] + list(self.__dict__.get("_lazy", {}))
+
     def __setattr__(self, key: str, val: Any) -> None:
+        self.__dict__["_lazy"].pop(key, None)  # an explicit value replaces a pending lazy one
         if key in self.__dict__ and self.__dict__[key] != val:
             raise AttributeError(
                 f"Metadata '{key}' of dataset '{self.name}' is already {self.__dict__[key]!r}; "
@@ -79,11 +93,22 @@ class Metadata:
             setattr(self, k, v)
         return self
 
+    def set_lazy(self, key: str, func: Callable[[], Any]) -> "Metadata":
+        """Compute attribute ``key`` with ``func()`` the first time it is read (if not set before)."""
+        if key not in self.__dict__:
+            self.__dict__["_lazy"][key] = func
+        return self
+
     def get(self, key: str, default: Any = None) -> Any:
-        return self.__dict__.get(key, default)
+        if key in self.__dict__.get("_lazy", {}):
+            return getattr(self, key)
+        return self.__dict__.get(key, default) if key != "_lazy" else default
 
     def as_dict(self) -> Dict[str, Any]:
-        return dict(self.__dict__)
+        """All attributes (resolving lazy ones)."""
+        for key in list(self.__dict__["_lazy"]):
+            getattr(self, key)
+        return {k: v for k, v in self.__dict__.items() if k != "_lazy"}
 
 
 class _MetadataCatalog:
