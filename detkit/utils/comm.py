@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["get_world_size", "get_rank", "get_local_rank", "is_main_process", "synchronize",
-           "all_gather", "gather", "reduce_dict", "shared_random_seed"]
+           "all_gather", "gather", "reduce_dict", "shared_random_seed", "create_local_process_group"]
 
 _LOCAL_PROCESS_GROUP = None
 
@@ -80,3 +80,18 @@ def shared_random_seed() -> int:
     """A random int that is the same on every process."""
     seed = int(torch.randint(2**31, (1,)).item())
     return all_gather(seed)[0]
+
+
+def create_local_process_group(num_workers_per_machine: int) -> None:
+    """Create the group of processes on this machine (used by ``get_local_rank``); call once per process
+    right after ``init_process_group``, on every process (``detkit.engine.launch`` does)."""
+    global _LOCAL_PROCESS_GROUP
+    world_size = get_world_size()
+    if world_size % num_workers_per_machine != 0:
+        raise ValueError(f"World size {world_size} is not a multiple of {num_workers_per_machine} processes per machine.")
+    machine_rank = get_rank() // num_workers_per_machine
+    for i in range(world_size // num_workers_per_machine):
+        ranks = list(range(i * num_workers_per_machine, (i + 1) * num_workers_per_machine))
+        group = dist.new_group(ranks)  # every process must create every group
+        if i == machine_rank:
+            _LOCAL_PROCESS_GROUP = group

@@ -1,0 +1,78 @@
+"""Process environment: seeding every RNG, and RNG state as plain tensors for checkpoints."""
+import logging
+import os
+import random
+from datetime import datetime
+from typing import Any, Dict, Optional
+
+import numpy as np
+import torch
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["seed_all_rng", "get_rng_state", "set_rng_state", "worker_init_reset_seed"]
+
+
+def seed_all_rng(seed: Optional[int] = None) -> int:
+    """Seed Python's, NumPy's and torch's RNGs.
+
+    Args:
+        seed: the seed; ``None`` or a negative value picks one from the pid and the clock.
+
+    Returns:
+        The seed used (log it to reproduce a run).
+    """
+    if seed is None or seed < 0:
+        seed = (os.getpid() + int(datetime.now().strftime("%S%f")) + int.from_bytes(os.urandom(2), "big")) % 2**31
+        logger.info("Using a generated random seed %d", seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return seed
+
+
+def worker_init_reset_seed(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed each worker's Python/NumPy RNG from torch's worker seed."""
+    seed = torch.initial_seed() % 2**31
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """The state of Python's, NumPy's and torch's (CPU and CUDA) RNGs.
+
+    Everything is a tensor, int, float, str or None, so a checkpoint holding it loads with
+    ``torch.load(..., weights_only=True)``.
+    """
+    py_version, py_keys, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state = {
+        "python": {"version": int(py_version), "state": torch.tensor(py_keys, dtype=torch.int64),
+                   "gauss_next": py_gauss},
+        "numpy": {"name": str(np_name), "keys": torch.from_numpy(np_keys.astype(np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "cached_gaussian": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = [s for s in torch.cuda.get_rng_state_all()]
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore RNG states produced by ``get_rng_state`` (missing parts are left alone)."""
+    if "python" in state:
+        py = state["python"]
+        random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss_next"]))
+    if "numpy" in state:
+        st = state["numpy"]
+        np.random.set_state((st["name"], st["keys"].numpy().astype(np.uint32), st["pos"], st["has_gauss"],
+                             st["cached_gaussian"]))
+    if "torch" in state:
+        torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+        else:
+            logger.warning("Checkpoint has CUDA RNG states for %d devices but %d are visible; not restoring them.",
+                           len(cuda_states), torch.cuda.device_count())
