@@ -7,6 +7,6 @@ from .matcher import MATCHER_REGISTRY
 from .meta_arch import META_ARCH_REGISTRY, build_model, detector_postprocess
 from .neck import NECK_REGISTRY, build_neck
 from .proposal_generator import PROPOSAL_GENERATOR_REGISTRY, build_proposal_generator
-from .roi_heads import ROI_HEADS_REGISTRY, build_roi_heads
+from .roi_heads import ROI_BOX_HEAD_REGISTRY, ROI_HEADS_REGISTRY, build_box_head, build_roi_heads
 
 __all__ = [k for k in globals() if not k.startswith("_")]
