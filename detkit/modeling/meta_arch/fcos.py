@@ -1,0 +1,277 @@
+"""FCOS: the one-stage, anchor-free detector (backbone -> FPN -> shared dense head)."""
+import logging
+from typing import Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+from torchvision.ops import batched_nms
+
+from detkit.config import configurable
+from detkit.modeling.anchor_generator import build_anchor_generator
+from detkit.modeling.backbone import build_backbone
+from detkit.modeling.box_coder import build_box_coder
+from detkit.modeling.dense_heads import build_head
+from detkit.modeling.matcher import build_matcher
+from detkit.modeling.neck import build_neck
+from detkit.structures import Boxes, ImageList, Instances
+
+from .build import META_ARCH_REGISTRY
+from .fcos_losses import LossNormalizer, fcos_losses, gather_fcos_targets
+from .processing import detector_postprocess, preprocess_images
+
+__all__ = ["FCOS", "fcos_inference"]
+
+logger = logging.getLogger(__name__)
+
+
+def _flatten_levels(maps: List[torch.Tensor]) -> torch.Tensor:
+    """Per-level (B, C, H_l, W_l) maps -> one (B, sum_l H_l*W_l, C) tensor, locations row-major per level."""
+    return torch.cat([m.flatten(2).transpose(1, 2) for m in maps], dim=1)
+
+
+def fcos_inference(
+    logits: List[torch.Tensor],
+    bbox_reg: List[torch.Tensor],
+    ctrness: List[torch.Tensor],
+    points: List[torch.Tensor],
+    strides: Sequence[int],
+    box_coder,
+    image_sizes: List[Tuple[int, int]],
+    *,
+    score_thresh: float,
+    topk_candidates: int,
+    nms_thresh: float,
+    max_detections_per_image: int,
+) -> List[Instances]:
+    """Turn the head's outputs into detections, for every image of the batch at once.
+
+    Score = sqrt(sigmoid(cls) * sigmoid(ctrness)) for every (location, class); per level and image
+    the ``topk_candidates`` best scores above ``score_thresh`` are kept and decoded; boxes are
+    clipped to the image; a class-wise NMS runs over all levels (and images) in one call; each
+    image keeps its ``max_detections_per_image`` best.
+
+    Args:
+        logits, bbox_reg, ctrness: the head's per-level outputs, (B, K | 4 | 1, H_l, W_l).
+        points: per level, (H_l*W_l, 2) location xy.
+        strides: the stride of each level.
+        box_coder: decodes (locations, LTRB in strides, strides) into XYXY boxes.
+        image_sizes: per image, the (height, width) before padding.
+
+    Returns:
+        One Instances per image (in input-image coordinates) with pred_boxes, scores, pred_classes.
+    """
+    batch, num_classes = logits[0].shape[:2]
+    device = logits[0].device
+    all_boxes, all_scores, all_classes, all_images = [], [], [], []
+    for cls_l, reg_l, ctr_l, points_l, stride in zip(logits, bbox_reg, ctrness, points, strides):
+        scores = torch.sqrt(torch.sigmoid(cls_l).flatten(2) * torch.sigmoid(ctr_l).flatten(2))  # (B, K, HW)
+        scores = scores.transpose(1, 2).reshape(batch, -1)  # (B, HW*K), location-major
+        k = min(topk_candidates, scores.shape[1])
+        top_scores, top_idx = scores.topk(k, dim=1)  # (B, k)
+        keep = top_scores > score_thresh  # (B, k)
+        loc_idx = torch.div(top_idx, num_classes, rounding_mode="floor")  # (B, k)
+        classes = top_idx % num_classes  # (B, k)
+        deltas = torch.gather(reg_l.flatten(2).transpose(1, 2), 1, loc_idx.unsqueeze(-1).expand(-1, -1, 4))  # (B,k,4)
+        stride_t = torch.full((k,), float(stride), device=device)
+        boxes = box_coder.decode(points_l[loc_idx], deltas, stride_t)  # (B, k, 4)
+        image_ids = torch.arange(batch, device=device).unsqueeze(1).expand(-1, k)  # (B, k)
+        all_boxes.append(boxes[keep])
+        all_scores.append(top_scores[keep])
+        all_classes.append(classes[keep])
+        all_images.append(image_ids[keep])
+    boxes = torch.cat(all_boxes)  # (D, 4)
+    scores = torch.cat(all_scores)  # (D,)
+    classes = torch.cat(all_classes)  # (D,)
+    image_ids = torch.cat(all_images)  # (D,)
+
+    # Clip every box to its own image (h, w), then one NMS where a group is an (image, class) pair.
+    sizes = torch.tensor(image_sizes, dtype=boxes.dtype, device=device).reshape(-1, 2)  # (B, 2)
+    limits = sizes[:, [1, 0, 1, 0]][image_ids]  # (D, 4)
+    boxes = torch.minimum(boxes.clamp(min=0), limits)
+    keep = batched_nms(boxes, scores, image_ids * num_classes + classes, nms_thresh)  # sorted by score
+    results = []
+    for i, size in enumerate(image_sizes):
+        kept = keep[image_ids[keep] == i][:max_detections_per_image]
+        results.append(Instances(size, pred_boxes=Boxes(boxes[kept]), scores=scores[kept], pred_classes=classes[kept]))
+    return results
+
+
+@META_ARCH_REGISTRY.register()
+class FCOS(nn.Module):
+    """FCOS (Tian et al., 2019): per-location classification, LTRB regression and centerness.
+
+    Input / output follow DESIGN.md: a list of dicts with "image" (uint8, C x H x W), "height",
+    "width" and, in training, "instances" (gt_boxes, gt_classes); training returns
+    {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr"}, eval returns [{"instances": Instances}].
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        neck: nn.Module,
+        head: nn.Module,
+        head_in_features: List[str],
+        point_generator,
+        matcher,
+        box_coder,
+        num_classes: int,
+        focal_loss_alpha: float = 0.25,
+        focal_loss_gamma: float = 2.0,
+        box_loss_type: str = "giou",
+        loss_normalizer_momentum: float = 0.9,
+        test_score_thresh: float = 0.2,
+        test_topk_candidates: int = 1000,
+        test_nms_thresh: float = 0.6,
+        max_detections_per_image: int = 100,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+    ):
+        """
+        Args:
+            backbone: image -> {"c3", "c4", "c5"}.
+            neck: backbone features -> {"p3", ...}; its ``output_shape()`` gives each level's stride.
+            head: an FCOSHead: list of level maps -> (logits, LTRB in strides, centerness logits).
+            head_in_features: the neck outputs the head runs on, finest first.
+            point_generator: list of level maps -> per level (H*W, 2) location xy.
+            matcher: an FCOSMatcher: (locations, strides, level ids, gt boxes) -> (B, N) gt index or -1.
+            box_coder: an LTRBBoxCoder normalising by stride.
+            num_classes: number of foreground classes.
+            focal_loss_alpha, focal_loss_gamma: sigmoid focal loss parameters.
+            box_loss_type: "giou" (on decoded boxes) or "l1" (on stride-normalised LTRB).
+            loss_normalizer_momentum: momentum of the EMA of the positive count.
+            test_score_thresh, test_topk_candidates, test_nms_thresh, max_detections_per_image: inference.
+            pixel_mean, pixel_std: per-channel normalisation, in the input's channel order.
+        """
+        super().__init__()
+        if box_loss_type not in ("giou", "l1"):
+            raise ValueError(f"Unknown FCOS box loss type '{box_loss_type}' (MODEL.FCOS.BOX_LOSS_TYPE); "
+                             "use 'giou' or 'l1'.")
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.head_in_features = list(head_in_features)
+        shapes = neck.output_shape()
+        missing = [f for f in self.head_in_features if f not in shapes]
+        if missing:
+            raise ValueError(f"FCOS head features {missing} (MODEL.FCOS.IN_FEATURES) are not produced by the neck, "
+                             f"which outputs {sorted(shapes)}.")
+        self.strides = [int(shapes[f].stride) for f in self.head_in_features]
+        self.point_generator = point_generator
+        self.matcher = matcher
+        self.box_coder = box_coder
+        self.num_classes = num_classes
+        self.focal_loss_alpha = focal_loss_alpha
+        self.focal_loss_gamma = focal_loss_gamma
+        self.box_loss_type = box_loss_type
+        self.loss_normalizer = LossNormalizer(loss_normalizer_momentum)
+        self.test_score_thresh = test_score_thresh
+        self.test_topk_candidates = test_topk_candidates
+        self.test_nms_thresh = test_nms_thresh
+        self.max_detections_per_image = max_detections_per_image
+        self.size_divisibility = max(int(getattr(backbone, "size_divisibility", 0) or 0),
+                                     int(getattr(neck, "size_divisibility", 0) or 0), max(self.strides))
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        backbone = build_backbone(cfg)
+        neck = build_neck(cfg, backbone.output_shape())
+        shapes = neck.output_shape()
+        in_features = list(cfg.MODEL.FCOS.IN_FEATURES)
+        head_shapes = [shapes[f] for f in in_features if f in shapes]
+        return {
+            "backbone": backbone,
+            "neck": neck,
+            "head": build_head(cfg, cfg.MODEL.FCOS.HEAD_NAME, head_shapes),
+            "head_in_features": in_features,
+            "point_generator": build_anchor_generator(cfg, head_shapes, name="PointGenerator"),
+            "matcher": build_matcher(cfg, cfg.MODEL.FCOS.MATCHER),
+            "box_coder": build_box_coder(cfg, cfg.MODEL.FCOS.BOX_CODER),
+            "num_classes": cfg.MODEL.FCOS.NUM_CLASSES,
+            "focal_loss_alpha": cfg.MODEL.FCOS.FOCAL_LOSS_ALPHA,
+            "focal_loss_gamma": cfg.MODEL.FCOS.FOCAL_LOSS_GAMMA,
+            "box_loss_type": cfg.MODEL.FCOS.BOX_LOSS_TYPE,
+            "loss_normalizer_momentum": cfg.MODEL.FCOS.LOSS_NORMALIZER_MOMENTUM,
+            "test_score_thresh": cfg.MODEL.FCOS.SCORE_THRESH_TEST,
+            "test_topk_candidates": cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST,
+            "test_nms_thresh": cfg.MODEL.FCOS.NMS_THRESH_TEST,
+            "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def forward(self, batched_inputs: List[Dict]):
+        """Losses in training mode, one {"instances": Instances} per image in eval mode (original size)."""
+        images = preprocess_images(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility)
+        features = self.neck(self.backbone(images.tensor))
+        features = [features[f] for f in self.head_in_features]
+        logits, bbox_reg, ctrness = self.head(features)
+        points = self.point_generator(features)  # per level (H_l*W_l, 2)
+
+        if self.training:
+            missing = [i for i, x in enumerate(batched_inputs) if "instances" not in x]
+            if missing:
+                ids = [batched_inputs[i].get("image_id", i) for i in missing]
+                raise ValueError(f"FCOS in training mode needs 'instances' (gt_boxes, gt_classes) in every input; "
+                                 f"images {ids} have none. Use DatasetMapper(cfg, is_train=True), or call model.eval().")
+            gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+            return self.losses(points, logits, bbox_reg, ctrness, gt_instances)
+
+        results = self.inference(images, points, logits, bbox_reg, ctrness)
+        return [{"instances": detector_postprocess(r, x.get("height", r.image_size[0]), x.get("width", r.image_size[1]))}
+                for r, x in zip(results, batched_inputs)]
+
+    def _level_layout(self, points: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All levels' locations (N, 2), their strides (N,) and level ids (N,) int64, concatenated."""
+        device = points[0].device
+        counts = torch.tensor([len(p) for p in points], device=device)
+        strides = torch.repeat_interleave(torch.tensor(self.strides, dtype=torch.float32, device=device), counts)
+        level_ids = torch.repeat_interleave(torch.arange(len(points), device=device), counts)
+        return torch.cat(points, dim=0), strides, level_ids
+
+    @torch.no_grad()
+    def label_locations(self, points: List[torch.Tensor], gt_instances: List[Instances]
+                        ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Assign every location of every level to a gt box (or background) for the whole batch.
+
+        Returns:
+            labels: (B, N) int64 class per location, ``num_classes`` = background.
+            boxes: (B, N, 4) the matched gt box per location.
+        """
+        locations, strides, level_ids = self._level_layout(points)
+        gt_boxes = [x.gt_boxes.tensor for x in gt_instances]
+        matched = self.matcher(locations, strides, level_ids, gt_boxes)  # (B, N)
+        return gather_fcos_targets(matched, gt_boxes, [x.gt_classes for x in gt_instances], self.num_classes)
+
+    def losses(self, points, logits, bbox_reg, ctrness, gt_instances: List[Instances]) -> Dict[str, torch.Tensor]:
+        """The FCOS losses for a batch (see :func:`fcos_losses`)."""
+        gt_labels, gt_boxes = self.label_locations(points, gt_instances)
+        locations, strides, _ = self._level_layout(points)
+        return fcos_losses(
+            locations, strides,
+            _flatten_levels(logits),  # (B, N, K)
+            _flatten_levels(bbox_reg),  # (B, N, 4)
+            _flatten_levels(ctrness).squeeze(-1),  # (B, N)
+            gt_labels, gt_boxes, self.box_coder,
+            focal_loss_alpha=self.focal_loss_alpha,
+            focal_loss_gamma=self.focal_loss_gamma,
+            box_loss_type=self.box_loss_type,
+            normalizer=self.loss_normalizer,
+        )
+
+    def inference(self, images: ImageList, points, logits, bbox_reg, ctrness) -> List[Instances]:
+        """Detections per image in input-image coordinates (see :func:`fcos_inference`)."""
+        return fcos_inference(
+            logits, bbox_reg, ctrness, points, self.strides, self.box_coder, images.image_sizes,
+            score_thresh=self.test_score_thresh,
+            topk_candidates=self.test_topk_candidates,
+            nms_thresh=self.test_nms_thresh,
+            max_detections_per_image=self.max_detections_per_image,
+        )
