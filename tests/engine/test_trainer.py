@@ -33,15 +33,13 @@ def _state(model):
 
 def test_resume_2n_equals_n_plus_n(tmp_path):
     # N = 3 iterations; warmup (2 iters) and the LR step (at 4) straddle the resume point.
-    # FCOS's loss-normaliser EMA is not part of its state_dict yet, so it runs with momentum 0 here.
-    extra = ("MODEL.FCOS.LOSS_NORMALIZER_MOMENTUM", "0.0")
     seed_all_rng(7)  # as default_setup does: the same initial weights in both runs
-    full = Trainer(tiny_fcos_cfg(tmp_path / "full", *extra))
+    full = Trainer(tiny_fcos_cfg(tmp_path / "full"))
     full.resume_or_load(resume=False)
     full.train()
 
     seed_all_rng(7)
-    first = Trainer(tiny_fcos_cfg(tmp_path / "split", *extra))
+    first = Trainer(tiny_fcos_cfg(tmp_path / "split"))
     first.resume_or_load(resume=False)
     first.register_hooks([_StopAfter(2)])
     with pytest.raises(_Interrupt):
@@ -50,7 +48,7 @@ def test_resume_2n_equals_n_plus_n(tmp_path):
     assert not (tmp_path / "split" / "model_final.pth").exists()
 
     seed_all_rng(123)  # a resumed run's weights and RNG come from the checkpoint, whatever the seed
-    second = Trainer(tiny_fcos_cfg(tmp_path / "split", *extra))
+    second = Trainer(tiny_fcos_cfg(tmp_path / "split"))
     second.resume_or_load(resume=True)
     assert second.start_iter == 3
     second.train()

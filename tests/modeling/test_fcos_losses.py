@@ -43,6 +43,17 @@ def test_loss_normalizer_is_seeded_then_moves_by_one_minus_momentum():
     assert norm.update(0) == pytest.approx(0.9 * 4.6 + 0.1 * 1.0)  # clamped to at least one positive
 
 
+def test_loss_normalizer_state_is_saved_and_restored():
+    norm = LossNormalizer(momentum=0.5)
+    norm.update(6)
+    state = norm.state_dict()
+    assert float(state["ema"]) == 6.0
+    again = LossNormalizer(momentum=0.5)
+    assert again.value is None
+    again.load_state_dict(state)
+    assert again.update(2) == pytest.approx(0.5 * 6 + 0.5 * 2)
+
+
 def test_loss_normalizer_rejects_bad_momentum():
     with pytest.raises(ValueError, match="LOSS_NORMALIZER_MOMENTUM"):
         LossNormalizer(momentum=1.0)

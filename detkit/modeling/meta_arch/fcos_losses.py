@@ -1,8 +1,9 @@
 """FCOS training targets and losses, computed over all levels and images of a batch at once."""
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
 from detkit.modeling.box_coder import centerness
@@ -11,25 +12,35 @@ from detkit.utils import comm
 __all__ = ["LossNormalizer", "gather_fcos_targets", "fcos_losses"]
 
 
-class LossNormalizer:
+class LossNormalizer(nn.Module):
     """An exponential moving average of the positive count, used to divide the FCOS losses.
 
     The first value seeds the average; later ones move it by ``1 - momentum``. Values are
-    clamped to at least 1 so an image without objects does not blow the losses up.
+    clamped to at least 1 so an image without objects does not blow the losses up. The average is
+    a buffer, so it is saved in checkpoints and a resumed run continues exactly.
     """
 
     def __init__(self, momentum: float = 0.9):
+        super().__init__()
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"Loss normalizer momentum must be in [0, 1) (MODEL.FCOS.LOSS_NORMALIZER_MOMENTUM), "
                              f"got {momentum}.")
         self.momentum = momentum
-        self.value = None
+        self.register_buffer("ema", torch.tensor(-1.0, dtype=torch.float64))  # -1: no value yet
+
+    @property
+    def value(self) -> Optional[float]:
+        """The current average, or None before the first update."""
+        v = float(self.ema)
+        return None if v < 0 else v
 
     def update(self, count: float) -> float:
         """Fold ``count`` into the average and return the new average."""
         count = max(float(count), 1.0)
-        self.value = count if self.value is None else self.momentum * self.value + (1 - self.momentum) * count
-        return self.value
+        previous = self.value
+        new = count if previous is None else self.momentum * previous + (1 - self.momentum) * count
+        self.ema.fill_(new)
+        return new
 
 
 def gather_fcos_targets(matched_idxs: torch.Tensor, gt_boxes: List[torch.Tensor], gt_classes: List[torch.Tensor],
