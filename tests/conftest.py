@@ -2,6 +2,9 @@
 import os
 import tempfile
 
+# Idle torch threads sleep instead of spinning: on a busy 2-core machine spinning threads starve each other.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import pytest
 
 # Builtin datasets (e.g. the synthetic shapes) are generated under $DETKIT_DATASETS; keep tests away from ./datasets.

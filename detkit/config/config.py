@@ -172,7 +172,11 @@ class CfgNode(_FvcoreCfgNode):
                     raise ConfigError(
                         f"Config key '{full}' ({_first_source(v)}) is a single value, but the file gives it sub-keys."
                     )
-                self[k] = _coerce(full, v.value, old, v.source)
+                value = v.value
+                if isinstance(value, str) and not isinstance(old, str):
+                    # detectron2 configs write tuples as strings, e.g. MIN_SIZE_TRAIN: (640, 672).
+                    value = CfgNode._decode_cfg_value(value)
+                self[k] = _coerce(full, value, old, v.source)
 
 
 class _Sourced:

@@ -131,3 +131,13 @@ def test_configurable_needs_from_config():
         NoFromConfig(get_cfg())
     assert isinstance(get_cfg(), CfgNode)
     assert os.path.exists(os.path.join(os.path.dirname(__file__), "..", "..", "detkit", "config", "defaults.py"))
+
+
+def test_detectron2_style_tuple_strings_in_yaml(tmp_path):
+    path = _write(tmp_path / "d2.yaml", 'INPUT:\n  MIN_SIZE_TRAIN: (640, 672)\nDATASETS:\n  TRAIN: ("coco_2017_train",)\n'
+                  'OUTPUT_DIR: "123"\n')
+    cfg = get_cfg()
+    cfg.merge_from_file(path)
+    assert cfg.INPUT.MIN_SIZE_TRAIN == (640, 672)
+    assert cfg.DATASETS.TRAIN == ("coco_2017_train",)
+    assert cfg.OUTPUT_DIR == "123"  # string keys stay strings
