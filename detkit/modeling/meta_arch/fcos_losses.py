@@ -131,9 +131,12 @@ def fcos_losses(
         raise ValueError(f"Unknown FCOS box loss type '{box_loss_type}' (MODEL.FCOS.BOX_LOSS_TYPE); "
                          "use 'giou' or 'l1'.")
     # One all-reduce for both normalisers; each process then divides by the per-process average.
+    # The EMA tracks the positive count of the whole batch over all processes, so its saved value
+    # does not depend on the number of processes.
     totals = comm.reduce_dict({"num_pos": pos.sum().to(torch.float32),
                                "ctr_sum": ctr_target.detach().sum().to(torch.float32)}, average=True)
-    loss_normalizer = normalizer.update(totals["num_pos"].item())
+    world_size = comm.get_world_size()
+    loss_normalizer = normalizer.update(totals["num_pos"].item() * world_size) / world_size
     ctrness_normalizer = max(totals["ctr_sum"].item(), 1e-6)
     loss_loc = (box_loss * ctr_target).sum() / ctrness_normalizer
     loss_ctr = F.binary_cross_entropy_with_logits(pred_ctrness[pos], ctr_target, reduction="sum") / loss_normalizer
