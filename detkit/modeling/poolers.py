@@ -13,8 +13,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
-from torchvision.ops import roi_align
 
+from detkit.layers import roi_align_parallel
 from detkit.structures import Boxes
 
 __all__ = ["ROIPooler", "assign_boxes_to_levels", "convert_boxes_to_pooler_format"]
@@ -99,7 +99,7 @@ class ROIPooler(nn.Module):
             raise ValueError(f"ROIPooler got {len(box_lists)} box lists for a batch of {x[0].shape[0]} images.")
         rois = convert_boxes_to_pooler_format(box_lists)  # (M, 5)
         if len(self.scales) == 1:
-            return roi_align(x[0], rois, self.output_size, self.scales[0], self.sampling_ratio, self.aligned)
+            return roi_align_parallel(x[0], rois, self.output_size, self.scales[0], self.sampling_ratio, self.aligned)
 
         levels = assign_boxes_to_levels(box_lists, self.min_level, self.max_level,
                                         self.canonical_box_size, self.canonical_level)  # (M,)
@@ -113,6 +113,6 @@ class ROIPooler(nn.Module):
         for lvl, (feature, scale) in enumerate(zip(x, self.scales)):
             idx = (levels == lvl).nonzero().squeeze(1)
             if idx.numel():
-                out[idx] = roi_align(feature, rois[idx], self.output_size, scale, self.sampling_ratio,
+                out[idx] = roi_align_parallel(feature, rois[idx], self.output_size, scale, self.sampling_ratio,
                                      self.aligned).to(out.dtype)
         return out

@@ -2,8 +2,8 @@
 from typing import List, Tuple
 
 import torch
-from torchvision.ops import batched_nms
 
+from detkit.layers import batched_nms_parallel
 from detkit.structures import Boxes, Instances
 
 __all__ = ["find_top_rpn_proposals", "add_ground_truth_to_proposals", "topk_per_image"]
@@ -84,7 +84,7 @@ def find_top_rpn_proposals(proposals: List[torch.Tensor], pred_objectness_logits
 
     boxes, scores, levels, image_ids = boxes[valid], scores[valid], levels[valid], image_ids[valid]  # (D, ...)
     num_levels = len(proposals)
-    keep = batched_nms(boxes, scores, image_ids * num_levels + levels, nms_thresh)  # by decreasing score
+    keep = batched_nms_parallel(boxes, scores, image_ids * num_levels + levels, nms_thresh)  # by decreasing score
     keep, counts = topk_per_image(keep, image_ids[keep], num_images, post_nms_topk)
 
     results = []

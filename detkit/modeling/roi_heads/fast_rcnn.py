@@ -4,10 +4,9 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import batched_nms
 
 from detkit.config import configurable
-from detkit.layers import ShapeSpec
+from detkit.layers import ShapeSpec, batched_nms_parallel
 from detkit.structures import Boxes, Instances
 
 from ..box_coder import build_box_coder
@@ -48,7 +47,7 @@ def fast_rcnn_inference(boxes: torch.Tensor, scores: torch.Tensor, image_ids: to
     candidates = (valid & (scores > score_thresh)).nonzero()  # (D, 2): (RoI, class)
     roi_idx, classes = candidates.unbind(1)
     boxes, scores, image_ids = boxes[roi_idx, classes], scores[roi_idx, classes], image_ids[roi_idx]  # (D, ...)
-    keep = batched_nms(boxes, scores, image_ids * num_classes + classes, nms_thresh)  # by decreasing score
+    keep = batched_nms_parallel(boxes, scores, image_ids * num_classes + classes, nms_thresh)  # by decreasing score
     keep, counts = topk_per_image(keep, image_ids[keep], num_images, topk_per_image_)
 
     results, kept_rois = [], []
