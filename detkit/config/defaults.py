@@ -315,3 +315,10 @@ _C.SEED = -1
 _C.LOG_PERIOD = 20
 # Enable cudnn.benchmark.
 _C.CUDNN_BENCHMARK = False
+
+# ---------------------------------------------------------------------------- speed
+# Run backbone, neck and heads in channels_last memory format (faster convs on CPU and on tensor cores).
+_C.MODEL.CHANNELS_LAST = False
+_C.TEST.AMP = CN()
+# Inference under autocast (bf16 on CPU, fp16 on CUDA) for backbone, neck and heads; post-processing stays fp32.
+_C.TEST.AMP.ENABLED = False

@@ -17,7 +17,7 @@ from detkit.structures import Boxes, ImageList, Instances
 
 from .build import META_ARCH_REGISTRY
 from .fcos_losses import LossNormalizer, fcos_losses, gather_fcos_targets
-from .processing import detector_postprocess, preprocess_images
+from .processing import detector_postprocess, inference_autocast, preprocess_images
 
 __all__ = ["FCOS", "fcos_inference"]
 
@@ -127,6 +127,8 @@ class FCOS(nn.Module):
         max_detections_per_image: int = 100,
         pixel_mean: Sequence[float],
         pixel_std: Sequence[float],
+        channels_last: bool = False,
+        amp_inference: bool = False,
     ):
         """
         Args:
@@ -143,6 +145,9 @@ class FCOS(nn.Module):
             loss_normalizer_momentum: momentum of the EMA of the positive count.
             test_score_thresh, test_topk_candidates, test_nms_thresh, max_detections_per_image: inference.
             pixel_mean, pixel_std: per-channel normalisation, in the input's channel order.
+            channels_last: run backbone, neck and head in channels_last memory format (MODEL.CHANNELS_LAST).
+            amp_inference: in eval mode, run backbone, neck and head under autocast (bf16 on CPU, fp16 on
+                CUDA; TEST.AMP.ENABLED); post-processing stays float32.
         """
         super().__init__()
         if box_loss_type not in ("giou", "l1"):
@@ -174,6 +179,10 @@ class FCOS(nn.Module):
                                      int(getattr(neck, "size_divisibility", 0) or 0), max(self.strides))
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        self.channels_last = bool(channels_last)
+        self.amp_inference = bool(amp_inference)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, cfg):
@@ -201,6 +210,8 @@ class FCOS(nn.Module):
             "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
+            "channels_last": cfg.MODEL.CHANNELS_LAST,
+            "amp_inference": cfg.TEST.AMP.ENABLED,
         }
 
     @property
@@ -209,10 +220,15 @@ class FCOS(nn.Module):
 
     def forward(self, batched_inputs: List[Dict]):
         """Losses in training mode, one {"instances": Instances} per image in eval mode (original size)."""
-        images = preprocess_images(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility)
-        features = self.neck(self.backbone(images.tensor))
-        features = [features[f] for f in self.head_in_features]
-        logits, bbox_reg, ctrness = self.head(features)
+        images = preprocess_images(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility,
+                                   channels_last=self.channels_last)
+        amp = self.amp_inference and not self.training
+        with inference_autocast(self.device, amp):
+            features = self.neck(self.backbone(images.tensor))
+            features = [features[f] for f in self.head_in_features]
+            logits, bbox_reg, ctrness = self.head(features)
+        if amp:  # decode, top-k and NMS in float32
+            logits, bbox_reg, ctrness = ([x.float() for x in xs] for xs in (logits, bbox_reg, ctrness))
         points = self.point_generator(features)  # per level (H_l*W_l, 2)
 
         if self.training:
@@ -256,9 +272,9 @@ class FCOS(nn.Module):
         locations, strides, _ = self._level_layout(points)
         return fcos_losses(
             locations, strides,
-            _flatten_levels(logits),  # (B, N, K)
-            _flatten_levels(bbox_reg),  # (B, N, 4)
-            _flatten_levels(ctrness).squeeze(-1),  # (B, N)
+            _flatten_levels(logits).float(),  # (B, N, K); float32 also under autocast
+            _flatten_levels(bbox_reg).float(),  # (B, N, 4)
+            _flatten_levels(ctrness).squeeze(-1).float(),  # (B, N)
             gt_labels, gt_boxes, self.box_coder,
             focal_loss_alpha=self.focal_loss_alpha,
             focal_loss_gamma=self.focal_loss_gamma,

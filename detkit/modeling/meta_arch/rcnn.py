@@ -13,7 +13,7 @@ from detkit.modeling.roi_heads import build_roi_heads
 from detkit.structures import ImageList, Instances
 
 from .build import META_ARCH_REGISTRY
-from .processing import detector_postprocess, preprocess_images
+from .processing import detector_postprocess, inference_autocast, preprocess_images
 
 __all__ = ["GeneralizedRCNN", "ProposalNetwork"]
 
@@ -43,7 +43,8 @@ class _TwoStageBase(nn.Module):
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
         """Normalise and pad the input images into one ImageList."""
-        return preprocess_images(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility)
+        return preprocess_images(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility,
+                                 channels_last=getattr(self, "channels_last", False))
 
     def _gt_instances(self, batched_inputs: List[Dict]) -> List[Instances]:
         missing = [i for i, x in enumerate(batched_inputs) if "instances" not in x]
@@ -68,7 +69,7 @@ class GeneralizedRCNN(_TwoStageBase):
     @configurable
     def __init__(self, *, backbone: nn.Module, neck: nn.Module, proposal_generator: nn.Module,
                  roi_heads: nn.Module, pixel_mean: Sequence[float], pixel_std: Sequence[float],
-                 input_format: str = "RGB"):
+                 input_format: str = "RGB", channels_last: bool = False, amp_inference: bool = False):
         """
         Args:
             backbone: image -> {"c3", "c4", "c5"}.
@@ -77,11 +78,18 @@ class GeneralizedRCNN(_TwoStageBase):
             roi_heads: (images, features, proposals, gt) -> (detections, losses), e.g. StandardROIHeads.
             pixel_mean, pixel_std: per-channel normalisation in the input's channel order.
             input_format: channel order of the input images ("RGB" or "BGR"), for visualisation.
+            channels_last: run the network in channels_last memory format (MODEL.CHANNELS_LAST).
+            amp_inference: run inference under autocast (bf16 on CPU, fp16 on CUDA; TEST.AMP.ENABLED);
+                box decoding and class scores are computed in float32.
         """
         super().__init__()
         self._init_base(backbone, neck, pixel_mean, pixel_std, input_format)
         self.proposal_generator = proposal_generator
         self.roi_heads = roi_heads
+        self.channels_last = bool(channels_last)
+        self.amp_inference = bool(amp_inference)
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, cfg):
@@ -96,6 +104,8 @@ class GeneralizedRCNN(_TwoStageBase):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "input_format": cfg.INPUT.FORMAT,
+            "channels_last": cfg.MODEL.CHANNELS_LAST,
+            "amp_inference": cfg.TEST.AMP.ENABLED,
         }
 
     def forward(self, batched_inputs: List[Dict]):
@@ -112,9 +122,10 @@ class GeneralizedRCNN(_TwoStageBase):
     def inference(self, batched_inputs: List[Dict], do_postprocess: bool = True) -> List:
         """Detections per image: rescaled dicts {"instances"} (``do_postprocess``) or raw Instances."""
         images = self.preprocess_image(batched_inputs)
-        features = self.neck(self.backbone(images.tensor))
-        proposals, _ = self.proposal_generator(images, features, None)
-        results, _ = self.roi_heads(images, features, proposals, None)
+        with inference_autocast(self.device, self.amp_inference):
+            features = self.neck(self.backbone(images.tensor))
+            proposals, _ = self.proposal_generator(images, features, None)
+            results, _ = self.roi_heads(images, features, proposals, None)
         if not do_postprocess:
             return results
         return [{"instances": detector_postprocess(r, x.get("height", r.image_size[0]), x.get("width", r.image_size[1]))}
