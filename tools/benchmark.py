@@ -5,6 +5,7 @@ Examples:
     python tools/benchmark.py --config configs/quickstart/fcos_shapes.yaml --task train
     python tools/benchmark.py --config configs/quickstart/fcos_shapes.yaml --task eval --iters 50
     python tools/benchmark.py --config configs/quickstart/fcos_shapes.yaml --task data
+    python tools/benchmark.py --config configs/Base-FCOS.yaml --compare-torchvision
 
 Each task is a function in TASKS returning a ``Result``; further modes (e.g. a side-by-side
 comparison with torchvision's own models) register themselves there and reuse ``report``.
@@ -117,7 +118,10 @@ TASKS: Dict[str, Callable] = {"train": bench_train, "eval": bench_eval, "data": 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", "--config-file", dest="config_file", required=True, metavar="FILE")
-    parser.add_argument("--task", choices=sorted(TASKS), required=True)
+    parser.add_argument("--task", choices=sorted(TASKS))
+    parser.add_argument("--compare-torchvision", action="store_true",
+                        help="time the config's model against torchvision's matching FCOS / FasterRCNN side by side "
+                             "(tools/benchmark_compare.py; more options there)")
     parser.add_argument("--iters", type=int, default=20, help="timed iterations")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     parser.add_argument("--plugin", action="append", default=[], metavar="SPEC", help="repeatable")
@@ -126,7 +130,15 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.compare_torchvision:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import benchmark_compare
+
+        return benchmark_compare.main(args.config_file, args.opts)
+    if not args.task:
+        parser.error("give --task (train, eval or data) or --compare-torchvision")
     from detkit.engine import setup_cfg
     from detkit.utils.collect_env import collect_env_info
     from detkit.utils.env import seed_all_rng

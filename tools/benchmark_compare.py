@@ -1,0 +1,564 @@
+#!/usr/bin/env python
+"""Side-by-side timing of a detkit detector and torchvision's matching FCOS / FasterRCNN.
+
+Used by ``tools/benchmark.py --compare-torchvision``; also runs on its own:
+
+    python tools/benchmark_compare.py --config configs/Base-FCOS.yaml
+    python tools/benchmark_compare.py --config configs/Base-RCNN-FPN.yaml --modes default fp32
+    python tools/benchmark_compare.py --config configs/Base-FCOS.yaml --scaling
+
+Both models get the same architecture (torchvision RegNetX-400MF trunk, FPN 128 channels on p3-p5
+with no extra levels, 1 foreground class), the same post-processing settings (torchvision's
+defaults), the same init policy (random, seeded; or ``--pretrain-iters`` steps on the same
+synthetic images), the same inputs and the same thread count, in one process. Peak memory is
+the peak RSS of a fresh subprocess per model and phase (the script re-invokes itself).
+
+Precision modes (``--modes``):
+  default  detkit as its config says (MODEL.CHANNELS_LAST, TEST.AMP, SOLVER.AMP) vs torchvision fp32;
+  matched  torchvision also runs under detkit's autocast settings (same precision);
+  fp32     both fp32 (detkit's AMP keys switched off; channels_last kept as configured).
+"""
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Dict, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+TORCHVISION_KIND = {"FCOS": "fcos", "GeneralizedRCNN": "faster_rcnn"}
+MODES = ("default", "matched", "fp32")
+
+
+# ---------------------------------------------------------------------------- torchvision side
+class _RegNetFPN(nn.Module):
+    """torchvision RegNetX-400MF trunk + FeaturePyramidNetwork on c3-c5, no extra levels."""
+
+    def __init__(self, out_channels: int):
+        super().__init__()
+        from torchvision.models import regnet_x_400mf
+        from torchvision.models.feature_extraction import create_feature_extractor
+        from torchvision.ops import FeaturePyramidNetwork
+
+        nodes = {"trunk_output.block2": "0", "trunk_output.block3": "1", "trunk_output.block4": "2"}
+        self.body = create_feature_extractor(regnet_x_400mf(), nodes)
+        self.fpn = FeaturePyramidNetwork([64, 160, 400], out_channels, extra_blocks=None)
+        self.out_channels = out_channels
+
+    def forward(self, x):
+        return self.fpn(self.body(x))
+
+
+def build_torchvision_model(kind: str, num_classes: int, image_size: int, fpn_channels: int) -> nn.Module:
+    """torchvision's FCOS or FasterRCNN with detkit's reference architecture and torchvision's defaults.
+
+    Args:
+        kind: "fcos" or "faster_rcnn".
+        num_classes: foreground classes (torchvision counts background too, so it gets +1).
+        image_size: torchvision's transform resizes to min_size = max_size = this.
+        fpn_channels: FPN output channels.
+    """
+    from torchvision.models.detection import FCOS, FasterRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.ops import MultiScaleRoIAlign
+
+    backbone = _RegNetFPN(fpn_channels)
+    common = dict(num_classes=num_classes + 1, min_size=image_size, max_size=image_size)
+    if kind == "fcos":
+        anchors = AnchorGenerator(sizes=((8,), (16,), (32,)), aspect_ratios=((1.0,),) * 3)
+        return FCOS(backbone, anchor_generator=anchors, **common)
+    anchors = AnchorGenerator(sizes=((32,), (64,), (128,)), aspect_ratios=((0.5, 1.0, 2.0),) * 3)
+    pooler = MultiScaleRoIAlign(["0", "1", "2"], output_size=7, sampling_ratio=2)
+    return FasterRCNN(backbone, rpn_anchor_generator=anchors, box_roi_pool=pooler, **common)
+
+
+def torchvision_matching_overrides(kind: str) -> List[str]:
+    """detkit config overrides that give torchvision's default post-processing settings."""
+    if kind == "fcos":
+        return ["MODEL.FCOS.SCORE_THRESH_TEST", "0.2", "MODEL.FCOS.NMS_THRESH_TEST", "0.6",
+                "MODEL.FCOS.TOPK_CANDIDATES_TEST", "1000", "MODEL.FCOS.CENTER_SAMPLING_RADIUS", "1.5",
+                "TEST.DETECTIONS_PER_IMAGE", "100"]
+    return ["MODEL.RPN.PRE_NMS_TOPK_TRAIN", "2000", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "2000",
+            "MODEL.RPN.PRE_NMS_TOPK_TEST", "1000", "MODEL.RPN.POST_NMS_TOPK_TEST", "1000",
+            "MODEL.RPN.NMS_THRESH", "0.7", "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "256",
+            "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "512", "MODEL.ROI_HEADS.POSITIVE_FRACTION", "0.25",
+            "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.05", "MODEL.ROI_HEADS.NMS_THRESH_TEST", "0.5",
+            "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", "2", "TEST.DETECTIONS_PER_IMAGE", "100"]
+
+
+def reference_overrides(kind: str, image_size: int) -> List[str]:
+    """The shared architecture: 1 class, FPN 128 on p3-p5 without extra levels, random init."""
+    out = ["MODEL.FPN.OUT_CHANNELS", "128", "MODEL.FPN.IN_FEATURES", "['c3', 'c4', 'c5']", "MODEL.FPN.TOP_BLOCK", "",
+           "MODEL.BACKBONE.NAME", "RegNetX400MF", "MODEL.BACKBONE.WEIGHTS", "", "MODEL.WEIGHTS", "",
+           "MODEL.BACKBONE.FREEZE_AT", "0", "MODEL.BACKBONE.NORM", "BN",
+           "INPUT.MIN_SIZE_TEST", str(image_size), "INPUT.MAX_SIZE_TEST", str(image_size)]
+    if kind == "fcos":
+        return out + ["MODEL.FCOS.NUM_CLASSES", "1", "MODEL.FCOS.IN_FEATURES", "['p3', 'p4', 'p5']"]
+    return out + ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "MODEL.RPN.IN_FEATURES", "['p3', 'p4', 'p5']",
+                  "MODEL.ROI_HEADS.IN_FEATURES", "['p3', 'p4', 'p5']"]
+
+
+def setup_cfg(cfg_file: str, overrides: Sequence[str] = (), image_size: int = 400):
+    """detkit's config for the comparison: ``cfg_file``, the shared architecture, torchvision's
+    post-processing settings, then the user's ``overrides``."""
+    from detkit.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(cfg_file)
+    arch = cfg.MODEL.META_ARCHITECTURE
+    if arch not in TORCHVISION_KIND:
+        raise SystemExit(f"{cfg_file}: MODEL.META_ARCHITECTURE '{arch}' has no torchvision counterpart here; "
+                         f"use one of {sorted(TORCHVISION_KIND)}.")
+    kind = TORCHVISION_KIND[arch]
+    cfg.merge_from_list(reference_overrides(kind, image_size) + torchvision_matching_overrides(kind) + list(overrides))
+    return cfg
+
+
+def mode_cfg(cfg, mode: str):
+    """The config detkit runs under in ``mode`` (fp32 switches its AMP keys off)."""
+    cfg = cfg.clone()
+    if mode == "fp32":
+        cfg.merge_from_list(["SOLVER.AMP.ENABLED", "False", "TEST.AMP.ENABLED", "False"])
+    return cfg
+
+
+# ---------------------------------------------------------------------------- shared inputs
+def make_inputs(num_images: int, image_size: int, seed: int = 0, num_objects: Optional[int] = None
+                ) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """Deterministic (uint8 3xHxW image, (N, 4) XYXY boxes) pairs with filled rectangles.
+
+    Args:
+        num_objects: rectangles per image; None draws 3-7 per image.
+    """
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(num_images):
+        image = (torch.rand(3, image_size, image_size, generator=g) * 60 + 90).to(torch.uint8)
+        n = int(torch.randint(3, 8, (1,), generator=g)) if num_objects is None else num_objects
+        wh = torch.randint(16, max(17, image_size // 2), (n, 2), generator=g)
+        xy = (torch.rand(n, 2, generator=g) * (image_size - wh)).long()
+        boxes = torch.cat([xy, xy + wh], 1)
+        for (x0, y0, x1, y1) in boxes.tolist():
+            image[:, y0:y1, x0:x1] = torch.randint(0, 256, (3, 1, 1), generator=g).to(torch.uint8)
+        out.append((image, boxes.float()))
+    return out
+
+
+def detkit_batch(samples, training: bool, device="cpu") -> List[Dict]:
+    from detkit.structures import Boxes, Instances
+
+    batch = []
+    for image, boxes in samples:
+        h, w = image.shape[-2:]
+        d = {"image": image.to(device), "height": h, "width": w}
+        if training:
+            d["instances"] = Instances((h, w), gt_boxes=Boxes(boxes.to(device)),
+                                       gt_classes=torch.zeros(len(boxes), dtype=torch.int64, device=device))
+        batch.append(d)
+    return batch
+
+
+def torchvision_batch(samples, training: bool, device="cpu"):
+    """torchvision's input convention: float images in [0, 1], labels counting background as 0."""
+    images = [image.to(device).float() / 255.0 for image, _ in samples]
+    if not training:
+        return images, None
+    targets = [{"boxes": boxes.to(device), "labels": torch.ones(len(boxes), dtype=torch.int64, device=device)}
+               for _, boxes in samples]
+    return images, targets
+
+
+# ---------------------------------------------------------------------------- models and steps
+def autocast(device: torch.device, enabled: bool):
+    """bf16 autocast on CPU, fp16 on CUDA (what detkit's engine and TEST.AMP use)."""
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+
+
+def build_pair(cfg, side: str, seed: int = 0, image_size: int = 400) -> nn.Module:
+    """Build detkit's model from ``cfg`` or torchvision's match, seeded, on MODEL.DEVICE."""
+    torch.manual_seed(seed)
+    if side == "detkit":
+        from detkit.modeling import build_model
+
+        model = build_model(cfg)
+    else:
+        kind = TORCHVISION_KIND[cfg.MODEL.META_ARCHITECTURE]
+        num_classes = cfg.MODEL.FCOS.NUM_CLASSES if kind == "fcos" else cfg.MODEL.ROI_HEADS.NUM_CLASSES
+        model = build_torchvision_model(kind, num_classes, image_size, cfg.MODEL.FPN.OUT_CHANNELS)
+    return model.to(torch.device(cfg.MODEL.DEVICE))
+
+
+def precision_of(cfg, side: str, mode: str) -> Tuple[bool, bool]:
+    """(train autocast, inference autocast) applied *by this tool* to ``side`` in ``mode``.
+
+    detkit's inference autocast (TEST.AMP.ENABLED) is applied by the model itself; its training
+    autocast (SOLVER.AMP.ENABLED) by the engine's AMPTrainer, emulated here.
+    """
+    train_amp, infer_amp = bool(cfg.SOLVER.AMP.ENABLED), bool(cfg.TEST.AMP.ENABLED)
+    if side == "detkit":
+        return train_amp and mode != "fp32", False
+    if mode == "matched":
+        return train_amp, infer_amp
+    return False, False
+
+
+def train_step_fn(model, side: str, samples, amp: bool):
+    """A closure running one SGD step (forward, backward, update) on ``samples``."""
+    device = next(model.parameters()).device
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+    if side == "detkit":
+        batch = detkit_batch(samples, True, device)
+        call = lambda: model(batch)  # noqa: E731
+    else:
+        images, targets = torchvision_batch(samples, True, device)
+        call = lambda: model(images, targets)  # noqa: E731
+
+    def step():
+        model.train()
+        with autocast(device, amp):
+            losses = call()
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+    return step
+
+
+def infer_fn(model, side: str, samples, amp: bool):
+    """A closure running inference (eval mode, inference_mode) on ``samples``."""
+    device = next(model.parameters()).device
+    if side == "detkit":
+        batch = detkit_batch(samples, False, device)
+        call = lambda: model(batch)  # noqa: E731
+    else:
+        images, _ = torchvision_batch(samples, False, device)
+        call = lambda: model(images)  # noqa: E731
+
+    def run():
+        model.eval()
+        with torch.inference_mode(), autocast(device, amp):
+            return call()
+    return run
+
+
+def time_call(fn, warmup: int, iters: int) -> float:
+    """Median seconds per call after ``warmup`` calls."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+@contextlib.contextmanager
+def count_nms_inputs():
+    """Record the number of boxes of every ``torchvision.ops.batched_nms`` call made inside.
+
+    Both detkit and torchvision's detection models call batched_nms, which dispatches to one of
+    two module-level helpers of torchvision.ops.boxes; those are wrapped while the block runs.
+    """
+    import torchvision.ops.boxes as tv_boxes
+
+    counts: List[int] = []
+    names = ("_batched_nms_vanilla", "_batched_nms_coordinate_trick")
+    originals = {n: getattr(tv_boxes, n) for n in names}
+
+    def wrap(fn):
+        def counted(boxes, *args, **kwargs):
+            counts.append(int(boxes.shape[0]))
+            return fn(boxes, *args, **kwargs)
+        return counted
+
+    for n in names:
+        setattr(tv_boxes, n, wrap(originals[n]))
+    try:
+        yield counts
+    finally:
+        for n, fn in originals.items():
+            setattr(tv_boxes, n, fn)
+
+
+def pretrain(model, side: str, samples, iters: int, batch_size: int = 4, amp: bool = False) -> None:
+    """``iters`` SGD steps (lr 0.01, momentum 0.9, linear warm-up) over ``samples``, in order."""
+    if iters <= 0:
+        return
+    device = next(model.parameters()).device
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
+                          weight_decay=1e-4)
+    model.train()
+    for it in range(iters):
+        for group in opt.param_groups:
+            group["lr"] = 0.01 * min(1.0, (it + 1) / max(1, iters // 4))
+        start = (it * batch_size) % len(samples)
+        chunk = [samples[(start + k) % len(samples)] for k in range(batch_size)]
+        if side == "detkit":
+            call = lambda: model(detkit_batch(chunk, True, device))  # noqa: E731
+        else:
+            images, targets = torchvision_batch(chunk, True, device)
+            call = lambda: model(images, targets)  # noqa: E731
+        with autocast(device, amp):
+            losses = call()
+        opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        opt.step()
+
+
+# ---------------------------------------------------------------------------- measuring
+def measure(cfg, side: str, mode: str, *, warmup: int = 2, iters: int = 5, image_size: int = 400,
+            pretrain_iters: int = 0, seed: int = 0) -> Dict[str, object]:
+    """Time one model: inference ms/img at batch 1 and 4, the boxes entering NMS, the training step.
+
+    Returns:
+        {"infer_b1_ms", "infer_b4_ms" (per image), "train_s" (per iteration of 4 images),
+        "nms_boxes" (boxes of each batched_nms call on the first image), "losses" (last step)}.
+    """
+    train_amp, infer_amp = precision_of(cfg, side, mode)
+    model = build_pair(cfg, side, seed, image_size)
+    samples = make_inputs(4, image_size, seed=seed + 1)
+    pretrain(model, side, make_inputs(16, image_size, seed=seed + 2), pretrain_iters, amp=train_amp)
+    out: Dict[str, object] = {}
+    run1 = infer_fn(model, side, samples[:1], infer_amp)
+    run4 = infer_fn(model, side, samples, infer_amp)
+    out["infer_b1_ms"] = 1000 * time_call(run1, warmup, iters)
+    out["infer_b4_ms"] = 1000 * time_call(run4, warmup, iters) / 4
+    with count_nms_inputs() as counts:
+        run1()
+    out["nms_boxes"] = list(counts)
+    step = train_step_fn(model, side, samples, train_amp)
+    out["train_s"] = time_call(step, warmup, iters)
+    out["losses"] = step()
+    return out
+
+
+def _worker(cfg_file: str, side: str, phase: str, mode: str, image_size: int, warmup: int, iters: int,
+            threads: int) -> None:
+    """Run one phase of one model in this (fresh) process and print its peak RSS as JSON."""
+    torch.set_num_threads(threads)
+    from detkit.config import get_cfg
+
+    cfg = get_cfg()
+    cfg.merge_from_file(cfg_file)
+    train_amp, infer_amp = precision_of(cfg, side, mode)
+    model = build_pair(cfg, side, 0, image_size)
+    samples = make_inputs(4, image_size, seed=1)
+    fn = train_step_fn(model, side, samples, train_amp) if phase == "train" else infer_fn(model, side, samples, infer_amp)
+    for _ in range(warmup + iters):
+        fn()
+    print(json.dumps({"maxrss_mb": _peak_rss_kib() / 1024.0}))
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS in KiB: VmHWM on Linux (ru_maxrss survives exec, so a child
+    started from a large parent would report the parent's size), ru_maxrss elsewhere."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def peak_rss_mb(cfg, side: str, phase: str, mode: str, *, image_size: int, warmup: int, iters: int,
+                threads: int) -> float:
+    """Peak RSS (MiB) of a fresh subprocess that builds ``side``'s model and runs ``phase`` (train / infer)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(mode_cfg(cfg, mode).dump())
+        path = f.name
+    try:
+        cmd = [sys.executable, os.path.abspath(__file__), "--config", path, "--worker", f"{side}:{phase}:{mode}",
+               "--image-size", str(image_size), "--warmup", str(warmup), "--iters", str(iters),
+               "--threads", str(threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise RuntimeError(f"memory worker {side}:{phase} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+        return float(json.loads(proc.stdout.strip().splitlines()[-1])["maxrss_mb"])
+    finally:
+        os.unlink(path)
+
+
+def compare(cfg, *, modes: Sequence[str] = ("default", "matched"), warmup: int = 2, iters: int = 5,
+            image_size: int = 400, threads: int = 2, memory: bool = True, pretrain_iters: int = 0,
+            seed: int = 0) -> Dict[str, Dict[str, Dict[str, object]]]:
+    """Measure detkit (built from ``cfg``) and torchvision's match in every precision ``mode``.
+
+    Returns:
+        {mode: {"detkit": figures, "torchvision": figures}}, figures as :func:`measure` gives
+        them plus "rss_train_mb" / "rss_infer_mb" when ``memory``.
+    """
+    torch.set_num_threads(threads)
+    results: Dict[str, Dict[str, Dict[str, object]]] = {}
+    for mode in modes:
+        if mode not in MODES:
+            raise ValueError(f"Unknown mode '{mode}'; use some of {MODES}.")
+        mcfg = mode_cfg(cfg, mode)
+        results[mode] = {}
+        for side in ("detkit", "torchvision"):
+            figures = measure(mcfg, side, mode, warmup=warmup, iters=iters, image_size=image_size,
+                              pretrain_iters=pretrain_iters, seed=seed)
+            if memory:
+                for phase in ("train", "infer"):
+                    figures[f"rss_{phase}_mb"] = peak_rss_mb(mcfg, side, phase, mode, image_size=image_size,
+                                                             warmup=1, iters=2, threads=threads)
+            results[mode][side] = figures
+    return results
+
+
+def describe_mode(cfg, mode: str) -> str:
+    """A one-line description of what each side runs in ``mode``."""
+    d_train, d_infer = ("off", "off") if mode == "fp32" else (
+        "on" if cfg.SOLVER.AMP.ENABLED else "off", "on" if cfg.TEST.AMP.ENABLED else "off")
+    t_train, t_infer = precision_of(cfg, "torchvision", mode)
+    onoff = {True: "on", False: "off"}
+    return (f"mode {mode}: detkit channels_last={'on' if cfg.MODEL.CHANNELS_LAST else 'off'}, train autocast "
+            f"{d_train}, inference autocast {d_infer}; torchvision channels_last=off, train autocast "
+            f"{onoff[t_train]}, inference autocast {onoff[t_infer]} (autocast = bf16 on CPU, fp16 on CUDA)")
+
+
+def format_table(results: Dict[str, Dict[str, Dict[str, object]]]) -> str:
+    """One table per mode: each figure for detkit, torchvision, and detkit / torchvision."""
+    from tabulate import tabulate
+
+    rows_spec = [("training step, batch 4 (s/iter)", "train_s", "{:.3f}"),
+                 ("inference, batch 1 (ms/img)", "infer_b1_ms", "{:.1f}"),
+                 ("inference, batch 4 (ms/img)", "infer_b4_ms", "{:.1f}"),
+                 ("peak RSS, training (MiB)", "rss_train_mb", "{:.0f}"),
+                 ("peak RSS, inference (MiB)", "rss_infer_mb", "{:.0f}")]
+    parts = []
+    for mode, sides in results.items():
+        d, t = sides["detkit"], sides["torchvision"]
+        rows = []
+        for label, key, fmt in rows_spec:
+            if key in d and key in t:
+                rows.append([label, fmt.format(d[key]), fmt.format(t[key]), f"{d[key] / t[key]:.2f}"])
+        rows.append(["boxes entering NMS, 1 image (per call)", "+".join(map(str, d["nms_boxes"])) or "0",
+                     "+".join(map(str, t["nms_boxes"])) or "0", ""])
+        parts.append(f"[{mode}]\n" + tabulate(rows, headers=["", "detkit", "torchvision", "detkit/torchvision"],
+                                              tablefmt="github", disable_numparse=True))
+    return "\n\n".join(parts)
+
+
+def scaling(cfg, *, sizes: Sequence[int] = (320, 512, 800), objects: Sequence[int] = (1, 10, 50), warmup: int = 1,
+            iters: int = 3, threads: int = 2, pretrain_iters: int = 0, seed: int = 0) -> str:
+    """Inference ms/img (batch 1, default mode) against image size and objects per image, both models."""
+    from tabulate import tabulate
+
+    torch.set_num_threads(threads)
+    rows = []
+    for size in sizes:
+        models = {}
+        for side in ("detkit", "torchvision"):
+            model = build_pair(cfg, side, seed, size)
+            pretrain(model, side, make_inputs(16, size, seed=seed + 2), pretrain_iters,
+                     amp=precision_of(cfg, side, "default")[0])
+            models[side] = model
+        for n in objects:
+            samples = make_inputs(1, size, seed=seed + 3, num_objects=n)
+            row = [size, n]
+            figures = {}
+            for side, model in models.items():
+                run = infer_fn(model, side, samples, precision_of(cfg, side, "default")[1])
+                ms = 1000 * time_call(run, warmup, iters)
+                with count_nms_inputs() as counts:
+                    run()
+                figures[side] = (ms, sum(counts))
+            row += [f"{figures['detkit'][0]:.1f}", f"{figures['torchvision'][0]:.1f}",
+                    f"{figures['detkit'][0] / figures['torchvision'][0]:.2f}",
+                    figures["detkit"][1], figures["torchvision"][1]]
+            rows.append(row)
+    return tabulate(rows, headers=["size", "objects", "detkit ms/img", "torchvision ms/img", "ratio",
+                                   "detkit NMS boxes", "torchvision NMS boxes"], tablefmt="github",
+                    disable_numparse=True)
+
+
+# ---------------------------------------------------------------------------- entry points
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", "--config-file", dest="config_file", required=True, metavar="FILE")
+    parser.add_argument("--modes", nargs="+", default=["default", "matched"], choices=MODES)
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
+    parser.add_argument("--iters", type=int, default=5, help="timed calls (the median is reported)")
+    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both models")
+    parser.add_argument("--image-size", type=int, default=400)
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument("--pretrain-iters", type=int, default=0,
+                        help="train both models this many steps on the same synthetic images first (0: random init)")
+    parser.add_argument("--scaling", action="store_true", help="inference time vs image size and objects per image")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[320, 512, 800])
+    parser.add_argument("--objects", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--json", default="", metavar="FILE", help="also write the raw figures here")
+    parser.add_argument("--worker", default="", help=argparse.SUPPRESS)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                        help="detkit config overrides")
+    return parser
+
+
+def main(cfg_file: str, overrides: Sequence[str] = (), **options) -> int:
+    """Build both models, print the comparison table (or the scaling table with ``scaling=True``).
+
+    Args:
+        cfg_file: a detkit config (FCOS or GeneralizedRCNN).
+        overrides: KEY VALUE config overrides, applied last.
+        options: ``modes``, ``warmup``, ``iters``, ``threads``, ``image_size``, ``memory``,
+            ``pretrain_iters``, ``scaling``, ``sizes``, ``objects``, ``json`` (see ``--help``).
+    """
+    import platform
+
+    image_size = options.get("image_size", 400)
+    threads = options.get("threads", 2)
+    cfg = setup_cfg(cfg_file, overrides, image_size)
+    load = os.getloadavg()
+    print(f"detkit vs torchvision: {cfg_file} ({cfg.MODEL.META_ARCHITECTURE}), {image_size}x{image_size}, "
+          f"{threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+          f"device {cfg.MODEL.DEVICE}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    if options.get("scaling"):
+        print(scaling(cfg, sizes=options.get("sizes", (320, 512, 800)), objects=options.get("objects", (1, 10, 50)),
+                      threads=threads, pretrain_iters=options.get("pretrain_iters", 0)))
+        return 0
+    modes = options.get("modes", ("default", "matched"))
+    results = compare(cfg, modes=modes, warmup=options.get("warmup", 2), iters=options.get("iters", 5),
+                      image_size=image_size, threads=threads, memory=options.get("memory", True),
+                      pretrain_iters=options.get("pretrain_iters", 0))
+    for mode in modes:
+        print(describe_mode(cfg, mode))
+    print(format_table(results))
+    if options.get("json"):
+        with open(options["json"], "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+def cli(argv: Optional[List[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    if args.worker:
+        side, phase, mode = args.worker.split(":")
+        _worker(args.config_file, side, phase, mode, args.image_size, args.warmup, args.iters, args.threads)
+        return 0
+    return main(args.config_file, args.opts, modes=args.modes, warmup=args.warmup, iters=args.iters,
+                threads=args.threads, image_size=args.image_size, memory=not args.no_memory,
+                pretrain_iters=args.pretrain_iters, scaling=args.scaling, sizes=args.sizes, objects=args.objects,
+                json=args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
