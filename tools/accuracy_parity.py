@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import benchmark_compare as bc  # noqa: E402
+import compare_models as cm  # noqa: E402
 
 NUM_CLASSES = 3  # square, circle, triangle
 IMAGE_SIZE = 320
@@ -92,7 +92,7 @@ def train(model, side: str, train_set: List[Dict], *, iters: int, batch: int, lr
         chunk, order = [train_set[i] for i in order[:batch]], order[batch:]
         for group in opt.param_groups:
             group["lr"] = lr_at(it, iters, lr, min(50, iters // 4))
-        with bc.autocast(device, amp):
+        with cm.autocast(device, amp):
             losses = model(*make_batch(chunk, side, device))
         loss = sum(losses.values())
         if not torch.isfinite(loss):
@@ -119,7 +119,7 @@ def evaluate(model, side: str, val_set: List[Dict], amp: bool = False, batch: in
     for i in range(0, len(val_set), batch):
         records = val_set[i:i + batch]
         inputs = [{"image_id": r["image_id"]} for r in records]
-        with bc.autocast(device, amp):
+        with cm.autocast(device, amp):
             if side == "detkit":
                 outputs = model([{"image": r["image"].to(device), "height": r["height"], "width": r["width"]}
                                  for r in records])
@@ -137,7 +137,7 @@ def run(cfg_file: str, overrides, *, iters: int, batch: int, lr: float, seeds, t
     from tabulate import tabulate
 
     torch.set_num_threads(threads)
-    cfg = bc.setup_cfg(cfg_file, list(overrides), IMAGE_SIZE)
+    cfg = cm.setup_cfg(cfg_file, list(overrides), IMAGE_SIZE)
     key = "MODEL.FCOS.NUM_CLASSES" if cfg.MODEL.META_ARCHITECTURE == "FCOS" else "MODEL.ROI_HEADS.NUM_CLASSES"
     cfg.merge_from_list([key, str(NUM_CLASSES), "SOLVER.AMP.ENABLED", str(detkit_train_amp)])
     fp32_cfg = cfg.clone()
@@ -149,15 +149,15 @@ def run(cfg_file: str, overrides, *, iters: int, batch: int, lr: float, seeds, t
           f"seeds {list(seeds)}, {threads} threads, {len(val_set)} val images, load {load[0]:.1f}", flush=True)
     rows, aps = [], {"torchvision": [], "detkit fp32 eval": [], "detkit default eval": []}
     for seed in seeds:
-        tv = bc.build_pair(cfg, "torchvision", seed, IMAGE_SIZE)
+        tv = cm.build_pair(cfg, "torchvision", seed, IMAGE_SIZE)
         t_tv = train(tv, "torchvision", train_set, iters=iters, batch=batch, lr=lr, seed=seed)
         tv_metrics = evaluate(tv, "torchvision", val_set)
         del tv
-        dk = bc.build_pair(fp32_cfg, "detkit", seed, IMAGE_SIZE)  # the same init whatever the inference settings
+        dk = cm.build_pair(fp32_cfg, "detkit", seed, IMAGE_SIZE)  # the same init whatever the inference settings
         t_dk = train(dk, "detkit", train_set, iters=iters, batch=batch, lr=lr, seed=seed, amp=detkit_train_amp)
         dk_fp32 = evaluate(dk, "detkit", val_set)
         # The same weights under the config's inference settings (channels_last, TEST.AMP autocast).
-        dk_default = bc.build_pair(cfg, "detkit", seed, IMAGE_SIZE)
+        dk_default = cm.build_pair(cfg, "detkit", seed, IMAGE_SIZE)
         dk_default.load_state_dict(dk.state_dict())
         # Models that predate TEST.AMP support get the autocast from here instead.
         external_amp = bool(cfg.TEST.AMP.ENABLED) and not hasattr(dk_default, "amp_inference")

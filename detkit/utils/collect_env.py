@@ -62,6 +62,3 @@ def collect_env_info() -> str:
     rows.append(("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", "<not set>")))
     return tabulate(rows)
 
-
-if __name__ == "__main__":
-    print(collect_env_info())

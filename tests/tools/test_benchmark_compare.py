@@ -9,6 +9,7 @@ from torchvision.ops import batched_nms
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tools"))
 import benchmark_compare as bc  # noqa: E402
+import compare_models as cm  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 FCOS_CFG = os.path.join(ROOT, "configs", "Base-FCOS.yaml")
@@ -21,9 +22,9 @@ def _count(module):
 
 @pytest.mark.parametrize("cfg_file", [FCOS_CFG, RCNN_CFG])
 def test_shared_trunk_and_fpn_have_the_same_parameter_count(cfg_file):
-    cfg = bc.setup_cfg(cfg_file, image_size=64)
-    detkit = bc.build_pair(cfg, "detkit", image_size=64)
-    tv = bc.build_pair(cfg, "torchvision", image_size=64)
+    cfg = cm.setup_cfg(cfg_file, image_size=64)
+    detkit = cm.build_pair(cfg, "detkit", image_size=64)
+    tv = cm.build_pair(cfg, "torchvision", image_size=64)
     # RegNetX-400MF (5,495,976 parameters) without its classifier (400 * 1000 + 1000), and an FPN of
     # 128 channels on 64/160/400 input channels: 1x1 laterals and 3x3 outputs, all with biases.
     assert _count(detkit.backbone) == _count(tv.backbone.body) == 5_495_976 - 401_000
@@ -33,38 +34,38 @@ def test_shared_trunk_and_fpn_have_the_same_parameter_count(cfg_file):
 
 
 def test_setup_cfg_reference_architecture_and_torchvision_defaults():
-    cfg = bc.setup_cfg(FCOS_CFG, ["MODEL.FCOS.NMS_THRESH_TEST", "0.5"], image_size=320)
+    cfg = cm.setup_cfg(FCOS_CFG, ["MODEL.FCOS.NMS_THRESH_TEST", "0.5"], image_size=320)
     assert cfg.MODEL.FCOS.NUM_CLASSES == 1
     assert cfg.MODEL.FPN.OUT_CHANNELS == 128 and cfg.MODEL.FPN.TOP_BLOCK == ""
     assert cfg.MODEL.FCOS.SCORE_THRESH_TEST == 0.2 and cfg.TEST.DETECTIONS_PER_IMAGE == 100
     assert cfg.MODEL.FCOS.NMS_THRESH_TEST == 0.5  # user overrides come last
     assert cfg.INPUT.MIN_SIZE_TEST == 320
-    rcnn = bc.setup_cfg(RCNN_CFG)
+    rcnn = cm.setup_cfg(RCNN_CFG)
     assert rcnn.MODEL.ROI_HEADS.NUM_CLASSES == 1 and rcnn.MODEL.RPN.POST_NMS_TOPK_TRAIN == 2000
-    assert bc.mode_cfg(rcnn, "fp32").TEST.AMP.ENABLED is False
+    assert cm.mode_cfg(rcnn, "fp32").TEST.AMP.ENABLED is False
 
 
 def test_setup_cfg_rejects_architecture_without_torchvision_match(tmp_path):
     path = tmp_path / "proposals.yaml"
     path.write_text(f'_BASE_: "{os.path.abspath(RCNN_CFG)}"\nMODEL:\n  META_ARCHITECTURE: "ProposalNetwork"\n')
     with pytest.raises(SystemExit, match="proposals.yaml: MODEL.META_ARCHITECTURE 'ProposalNetwork'"):
-        bc.setup_cfg(str(path))
+        cm.setup_cfg(str(path))
 
 
 def test_make_inputs_deterministic_and_inside_image():
-    a, b = bc.make_inputs(3, 64, seed=5), bc.make_inputs(3, 64, seed=5)
+    a, b = cm.make_inputs(3, 64, seed=5), cm.make_inputs(3, 64, seed=5)
     for (ia, ba), (ib, bb) in zip(a, b):
         assert torch.equal(ia, ib) and torch.equal(ba, bb)
         assert ia.dtype == torch.uint8 and ia.shape == (3, 64, 64)
         assert (ba[:, :2] >= 0).all() and (ba[:, 2:] <= 64).all() and (ba[:, 2:] > ba[:, :2]).all()
-    fixed = bc.make_inputs(2, 64, seed=1, num_objects=9)
+    fixed = cm.make_inputs(2, 64, seed=1, num_objects=9)
     assert [len(boxes) for _, boxes in fixed] == [9, 9]
 
 
 def test_count_nms_inputs_records_each_call_and_restores():
     boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60.]])
     scores = torch.tensor([0.9, 0.8, 0.7])
-    with bc.count_nms_inputs() as counts:
+    with cm.count_nms_inputs() as counts:
         keep = batched_nms(boxes, scores, torch.tensor([0, 0, 1]), 0.5)
         batched_nms(boxes[:1], scores[:1], torch.tensor([0]), 0.5)
     assert keep.tolist() == [0, 2]
@@ -74,15 +75,15 @@ def test_count_nms_inputs_records_each_call_and_restores():
 
 
 def test_precision_modes():
-    cfg = bc.setup_cfg(FCOS_CFG, ["SOLVER.AMP.ENABLED", "True", "TEST.AMP.ENABLED", "True"])
-    assert bc.precision_of(cfg, "detkit", "default") == (True, False)  # inference autocast is the model's job
-    assert bc.precision_of(cfg, "torchvision", "default") == (False, False)
-    assert bc.precision_of(cfg, "torchvision", "matched") == (True, True)
-    assert bc.precision_of(bc.mode_cfg(cfg, "fp32"), "detkit", "fp32") == (False, False)
+    cfg = cm.setup_cfg(FCOS_CFG, ["SOLVER.AMP.ENABLED", "True", "TEST.AMP.ENABLED", "True"])
+    assert cm.precision_of(cfg, "detkit", "default") == (True, False)  # inference autocast is the model's job
+    assert cm.precision_of(cfg, "torchvision", "default") == (False, False)
+    assert cm.precision_of(cfg, "torchvision", "matched") == (True, True)
+    assert cm.precision_of(cm.mode_cfg(cfg, "fp32"), "detkit", "fp32") == (False, False)
 
 
 def test_one_tiny_step_of_both_models():
-    cfg = bc.setup_cfg(FCOS_CFG, image_size=64)
+    cfg = cm.setup_cfg(FCOS_CFG, image_size=64)
     for side in ("detkit", "torchvision"):
         figures = bc.measure(cfg, side, "default", warmup=0, iters=1, image_size=64)
         assert figures["train_s"] > 0 and figures["infer_b1_ms"] > 0 and figures["infer_b4_ms"] > 0
