@@ -7,6 +7,8 @@ import yaml
 from fvcore.common.config import CfgNode as _FvcoreCfgNode
 from iopath.common.file_io import g_pathmgr
 
+from detkit.utils.nested import flatten_dict
+
 __all__ = ["CfgNode", "get_cfg", "ConfigError"]
 
 BASE_KEY = "_BASE_"
@@ -14,18 +16,6 @@ BASE_KEY = "_BASE_"
 
 class ConfigError(ValueError):
     """A config file or override could not be applied; the message says where and why."""
-
-
-def _flatten(node: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """{"A": {"B": 1}} -> {"A.B": 1}."""
-    out = {}
-    for k, v in node.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def _deep_update(dst: Dict[str, Any], src: Dict[str, Any]) -> None:
@@ -202,7 +192,7 @@ def _first_source(v: Any) -> str:
 
 def _unknown_key(root: CfgNode, full_key: str, where: str) -> None:
     """Raise a KeyError naming the unknown key, where it came from, and the closest valid key."""
-    valid = list(_flatten(root).keys())
+    valid = list(flatten_dict(root).keys())
     groups = {k.rsplit(".", i)[0] for k in valid for i in range(1, k.count(".") + 1)}
     close = difflib.get_close_matches(full_key, valid + sorted(groups), n=1, cutoff=0.6)
     hint = f" Did you mean '{close[0]}'?" if close else ""

@@ -11,6 +11,7 @@ from typing import Any, Callable, Dict, List, Optional
 import detkit.utils.comm as comm
 from detkit.utils.env import get_rng_state, set_rng_state
 from detkit.utils.events import EventWriter
+from detkit.utils.nested import flatten_dict
 
 from .train_loop import HookBase
 
@@ -164,14 +165,7 @@ class PeriodicCheckpointer(HookBase):
 
 def flatten_results_dict(results: Dict[str, Any], prefix: str = "") -> Dict[str, float]:
     """``{"bbox": {"AP": 1.0}}`` -> ``{"bbox/AP": 1.0}``."""
-    out = {}
-    for k, v in results.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten_results_dict(v, key + "/"))
-        else:
-            out[key] = v
-    return out
+    return flatten_dict(results, sep="/", prefix=prefix)
 
 
 class EvalHook(HookBase):
