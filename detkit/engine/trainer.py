@@ -11,7 +11,7 @@ import detkit.utils.comm as comm
 from detkit.checkpoint import DetectionCheckpointer
 from detkit.solver import build_lr_scheduler as _build_lr_scheduler
 from detkit.solver import build_optimizer as _build_optimizer
-from detkit.utils.env import get_rng_state, set_rng_state
+from detkit.utils.env import autocast_dtype, get_rng_state, set_rng_state
 from detkit.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter, tensorboard_available
 
 from . import hooks
@@ -20,8 +20,6 @@ from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 logger = logging.getLogger(__name__)
 
 __all__ = ["Trainer", "create_ddp_model", "create_train_loop", "default_writers"]
-
-_warned_cpu_amp = False
 
 
 def create_ddp_model(model: torch.nn.Module, **kwargs) -> torch.nn.Module:
@@ -44,24 +42,15 @@ def default_writers(output_dir: str, max_iter: Optional[int] = None, window_size
 
 
 def create_train_loop(cfg, model: torch.nn.Module, data_loader, optimizer: torch.optim.Optimizer) -> SimpleTrainer:
-    """The per-iteration loop for ``cfg``: ``SimpleTrainer``, or ``AMPTrainer`` (fp16 + GradScaler)
-    when SOLVER.AMP.ENABLED on CUDA.
-
-    On CPU, AMP falls back to float32 with one warning per process: bfloat16 autocast runs and keeps
-    losses finite (``AMPTrainer(device_type="cpu")``), but measured no faster than float32 here.
+    """The per-iteration loop for ``cfg``: ``SimpleTrainer``, or ``AMPTrainer`` when SOLVER.AMP.ENABLED
+    (float16 autocast + GradScaler on CUDA, bfloat16 autocast on a CPU with native bf16; other
+    CPUs train in float32 with a warning, see ``detkit.utils.env.autocast_dtype``).
     """
-    global _warned_cpu_amp
-    if not cfg.SOLVER.AMP.ENABLED:
-        return SimpleTrainer(model, data_loader, optimizer)
     device_type = torch.device(cfg.MODEL.DEVICE).type
-    if device_type == "cuda":
-        return AMPTrainer(model, data_loader, optimizer, device_type="cuda")
-    if not _warned_cpu_amp:
-        logger.warning("SOLVER.AMP.ENABLED is ignored on MODEL.DEVICE '%s': mixed precision is used on CUDA only "
-                       "(bfloat16 autocast on CPU measured no faster than float32). Training in float32.",
-                       cfg.MODEL.DEVICE)
-        _warned_cpu_amp = True
-    return SimpleTrainer(model, data_loader, optimizer)
+    dtype = autocast_dtype(device_type, "SOLVER.AMP.ENABLED") if cfg.SOLVER.AMP.ENABLED else None
+    if dtype is None:
+        return SimpleTrainer(model, data_loader, optimizer)
+    return AMPTrainer(model, data_loader, optimizer, device_type=device_type, precision=dtype)
 
 
 class Trainer(TrainerBase):

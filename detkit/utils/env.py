@@ -10,7 +10,8 @@ import torch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["seed_all_rng", "get_rng_state", "set_rng_state", "worker_init_reset_seed"]
+__all__ = ["seed_all_rng", "get_rng_state", "set_rng_state", "worker_init_reset_seed", "autocast_dtype",
+           "cpu_has_native_bf16"]
 
 
 def seed_all_rng(seed: Optional[int] = None) -> int:
@@ -76,3 +77,31 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         else:
             logger.warning("Checkpoint has CUDA RNG states for %d devices but %d are visible; not restoring them.",
                            len(cuda_states), torch.cuda.device_count())
+
+
+_warned_float32_fallback = set()  # the config keys already warned about in this process
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); without it oneDNN emulates
+    bf16 and autocast runs slower than float32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def autocast_dtype(device_type: str, key: str = "AMP") -> Optional[torch.dtype]:
+    """The dtype detkit's mixed precision (SOLVER.AMP, TEST.AMP) uses on ``device_type``, or None for float32.
+
+    float16 on CUDA; bfloat16 on a CPU with native bf16 (:func:`cpu_has_native_bf16`); None, with
+    one warning per process naming ``key``, on other CPUs and devices.
+    """
+    if device_type == "cuda":
+        return torch.float16
+    if device_type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    if key not in _warned_float32_fallback:
+        logger.warning(
+            "%s is ignored on device '%s': mixed precision needs CUDA or a CPU with native bf16 (AVX512-BF16 or "
+            "AMX), where it is faster than float32. Running in float32.", key, device_type)
+        _warned_float32_fallback.add(key)
+    return None

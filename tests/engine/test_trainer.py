@@ -1,5 +1,6 @@
 """Tests for detkit.engine.trainer: exact resume, NaN handling, fine-tuning, evaluation hooks, outputs."""
 import json
+import math
 import os
 import textwrap
 
@@ -192,13 +193,28 @@ def test_eval_hook_and_best_checkpointer(tmp_path):
     assert state["BestCheckpointer"] == {"best_metric": 30.0, "best_iter": 3}
 
 
-def test_amp_on_cpu_falls_back_to_float32_with_one_warning(tmp_path, detkit_records, monkeypatch):
-    import detkit.engine.trainer as trainer_module
+def test_amp_on_cpu_trains_under_bfloat16_autocast(tmp_path, monkeypatch):
+    """SOLVER.AMP.ENABLED on a CPU with native bf16: the loop is an AMPTrainer in bfloat16 without a
+    grad scaler, and training runs with finite losses."""
+    import detkit.utils.env as env
     from detkit.engine import AMPTrainer
 
-    monkeypatch.setattr(trainer_module, "_warned_cpu_amp", False)
-    for sub in ("a", "b"):
-        t = Trainer(tiny_fcos_cfg(tmp_path / sub, "SOLVER.AMP.ENABLED", "True"))
-        assert not isinstance(t._trainer, AMPTrainer)
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: True)
+    t = Trainer(tiny_fcos_cfg(tmp_path, "SOLVER.AMP.ENABLED", "True"))
+    assert isinstance(t._trainer, AMPTrainer)
+    assert t._trainer.precision == torch.bfloat16 and not t._trainer.grad_scaler.is_enabled()
+    t.train()
+    last = json.loads((tmp_path / "metrics.json").read_text().splitlines()[-1])
+    assert math.isfinite(last["total_loss"]), last
+
+
+def test_amp_on_cpu_without_native_bf16_trains_in_float32_with_a_warning(tmp_path, detkit_records, monkeypatch):
+    import detkit.utils.env as env
+    from detkit.engine import AMPTrainer
+
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(env, "_warned_float32_fallback", set())
+    t = Trainer(tiny_fcos_cfg(tmp_path, "SOLVER.AMP.ENABLED", "True"))
+    assert not isinstance(t._trainer, AMPTrainer)
     warnings = [r.getMessage() for r in detkit_records if "SOLVER.AMP.ENABLED is ignored" in r.getMessage()]
-    assert len(warnings) == 1 and "'cpu'" in warnings[0]
+    assert len(warnings) == 1 and "'cpu'" in warnings[0] and "float32" in warnings[0]

@@ -33,18 +33,24 @@ def test_preprocess_channels_last_same_values():
     assert torch.equal(plain, nhwc)
 
 
-def test_inference_autocast_dtype_and_noop():
-    conv = torch.nn.Conv2d(3, 4, 1)
-    x = torch.randn(1, 3, 4, 4)
-    with inference_autocast(torch.device("cpu"), True):
-        assert conv(x).dtype == torch.bfloat16
-    with inference_autocast("cpu", False):
-        assert conv(x).dtype == torch.float32
-
-
 def test_detector_postprocess_rescales_and_clips():
     r = Instances((10, 20), pred_boxes=Boxes(torch.tensor([[2.0, 1.0, 30.0, 5.0]])), scores=torch.tensor([0.5]))
     out = detector_postprocess(r, 20, 10)  # x scale 0.5, y scale 2
     assert out.image_size == (20, 10)
     assert out.pred_boxes.tensor.tolist() == [[1.0, 2.0, 10.0, 10.0]]
     assert r.pred_boxes.tensor.tolist() == [[2.0, 1.0, 30.0, 5.0]]  # input untouched
+
+
+def test_inference_autocast_dtype_noop_and_cpu_fallback(monkeypatch):
+    import detkit.utils.env as env
+
+    conv = torch.nn.Conv2d(3, 4, 1)
+    x = torch.randn(1, 3, 4, 4)
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: True)
+    with inference_autocast(torch.device("cpu"), True):
+        assert conv(x).dtype == torch.bfloat16
+    with inference_autocast("cpu", False):
+        assert conv(x).dtype == torch.float32
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: False)
+    with inference_autocast("cpu", True):  # emulated bf16 is slower than float32: run float32
+        assert conv(x).dtype == torch.float32

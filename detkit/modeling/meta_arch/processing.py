@@ -5,6 +5,7 @@ from typing import Dict, List
 import torch
 
 from detkit.structures import ImageList, Instances
+from detkit.utils.env import autocast_dtype
 
 __all__ = ["preprocess_images", "detector_postprocess", "inference_autocast"]
 
@@ -49,15 +50,16 @@ def preprocess_images(batched_inputs: List[Dict], pixel_mean: torch.Tensor, pixe
 
 
 def inference_autocast(device: torch.device, enabled: bool):
-    """The autocast context of TEST.AMP.ENABLED: bf16 on CPU, fp16 on CUDA; a no-op when disabled.
+    """The autocast context of TEST.AMP.ENABLED: fp16 on CUDA, bf16 on a CPU with native bf16
+    (``detkit.utils.env.autocast_dtype``); a no-op when disabled or elsewhere.
 
     Wrap the network (backbone, neck, heads) only: decoding, top-k and NMS should see float32,
     so cast head outputs back with ``.float()`` before post-processing.
     """
     device = torch.device(device)
-    if not enabled or device.type not in ("cpu", "cuda"):
+    dtype = autocast_dtype(device.type, "TEST.AMP.ENABLED") if enabled else None
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     return torch.autocast(device.type, dtype=dtype)
 
 
