@@ -59,7 +59,9 @@ def _worker(output_dir, datasets_root):
 
     cfg = tiny_fcos_cfg(output_dir, "MODEL.BACKBONE.NORM", "FrozenBN", "MODEL.FCOS.HEAD_NORM", "GN",
                         "INPUT.RANDOM_FLIP", "none", "SOLVER.IMS_PER_BATCH", str(TOTAL_BATCH), "SOLVER.MAX_ITER", "3",
-                        "SOLVER.CHECKPOINT_PERIOD", "100", "SOLVER.BASE_LR", "0.02")
+                        "SOLVER.CHECKPOINT_PERIOD", "100", "SOLVER.BASE_LR", "0.02",
+                        # fp32: bf16 rounding differs between one batch of 4 and two of 2.
+                        "SOLVER.AMP.ENABLED", "False")
     seed_all_rng(5)
     trainer = _DDPTestTrainer(cfg)
     trainer.register_hooks([_FirstLosses(os.path.join(output_dir, "first_losses.json"))])

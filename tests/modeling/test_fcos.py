@@ -256,12 +256,14 @@ def test_fcos_builds_from_base_config_offline():
 
 
 def test_fcos_overfits_four_shapes_images(tmp_path):
-    """Learning: FCOS (RegNetX-400MF + FPN, from scratch) fits the first 4 shapes_train images to AP50 >= 90."""
+    """Learning: FCOS (RegNetX-400MF + FPN, from scratch) fits the first 4 shapes_train images to AP50 >= 90,
+    trained and scored with Base-FCOS.yaml's speed settings (channels_last, bf16 autocast)."""
     from detkit.config import get_cfg
     from detkit.data import build_detection_test_loader, build_detection_train_loader
     from detkit.data.datasets import SHAPES_TRAIN_SEED, register_shapes
     from detkit.evaluation import COCOEvaluator, inference_on_dataset
     from detkit.modeling import build_model
+    from detkit.utils.env import cpu_has_native_bf16
 
     register_shapes("shapes_train_4", 4, 320, SHAPES_TRAIN_SEED)
     cfg = get_cfg()
@@ -277,10 +279,13 @@ def test_fcos_overfits_four_shapes_images(tmp_path):
     model = build_model(cfg).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
     loader = iter(build_detection_train_loader(cfg))
+    # The config's training precision, as the engine runs it (SOLVER.AMP: bf16 on a CPU that has it).
+    amp = cfg.SOLVER.AMP.ENABLED and cpu_has_native_bf16()
     for _ in range(120):
-        losses = model(next(loader))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
+            losses = model(next(loader))
         optimizer.zero_grad()
-        sum(losses.values()).backward()
+        sum(v.float() for v in losses.values()).backward()
         optimizer.step()
     assert all(torch.isfinite(v) for v in losses.values())
     results = inference_on_dataset(model, build_detection_test_loader(cfg, "shapes_train_4"),
