@@ -32,34 +32,45 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import torch  # noqa: E402
 from compare_models import (  # noqa: E402
     MODES, build_pair, count_nms_inputs, infer_fn, make_inputs, mode_cfg, precision_of, pretrain, setup_cfg,
-    time_call, train_step_fn,
+    time_interleaved, train_step_fn,
 )
 
 
 # ---------------------------------------------------------------------------- measuring
-def measure(cfg, side: str, mode: str, *, warmup: int = 2, iters: int = 5, image_size: int = 400,
-            pretrain_iters: int = 0, seed: int = 0) -> Dict[str, object]:
-    """Time one model: inference ms/img at batch 1 and 4, the boxes entering NMS, the training step.
+SIDES = ("detkit", "torchvision")
+
+
+def measure(cfg, mode: str, *, warmup: int = 2, iters: int = 5, image_size: int = 400, pretrain_iters: int = 0,
+            seed: int = 0) -> Dict[str, Dict[str, object]]:
+    """Time both models in ``mode``: inference ms/img at batch 1 and 4, the boxes entering NMS, the training step.
+
+    Both models are built first; every figure is then timed with the two sides' calls
+    interleaved (:func:`compare_models.time_interleaved`).
 
     Returns:
-        {"infer_b1_ms", "infer_b4_ms" (per image), "train_s" (per iteration of 4 images),
-        "nms_boxes" (boxes of each batched_nms call on the first image), "losses" (last step)}.
+        {side: {"infer_b1_ms", "infer_b4_ms" (per image), "train_s" (per iteration of 4 images),
+        "nms_boxes" (boxes of each batched_nms call on the first image), "losses" (last step)}}.
     """
-    train_amp, infer_amp = precision_of(cfg, side, mode)
-    model = build_pair(cfg, side, seed, image_size)
     samples = make_inputs(4, image_size, seed=seed + 1)
-    pretrain(model, side, make_inputs(16, image_size, seed=seed + 2), pretrain_iters, amp=train_amp)
-    out: Dict[str, object] = {}
-    run1 = infer_fn(model, side, samples[:1], infer_amp)
-    run4 = infer_fn(model, side, samples, infer_amp)
-    out["infer_b1_ms"] = 1000 * time_call(run1, warmup, iters)
-    out["infer_b4_ms"] = 1000 * time_call(run4, warmup, iters) / 4
-    with count_nms_inputs() as counts:
-        run1()
-    out["nms_boxes"] = list(counts)
-    step = train_step_fn(model, side, samples, train_amp)
-    out["train_s"] = time_call(step, warmup, iters)
-    out["losses"] = step()
+    models, precision = {}, {}
+    for side in SIDES:
+        precision[side] = precision_of(cfg, side, mode)  # (train autocast, inference autocast)
+        models[side] = build_pair(cfg, side, seed, image_size)
+        pretrain(models[side], side, make_inputs(16, image_size, seed=seed + 2), pretrain_iters,
+                 amp=precision[side][0])
+    out: Dict[str, Dict[str, object]] = {side: {} for side in SIDES}
+    for key, batch in (("infer_b1_ms", samples[:1]), ("infer_b4_ms", samples)):
+        runs = {side: infer_fn(models[side], side, batch, precision[side][1]) for side in SIDES}
+        for side, seconds in time_interleaved(runs, warmup, iters).items():
+            out[side][key] = 1000.0 * seconds / len(batch)
+    for side in SIDES:
+        with count_nms_inputs() as counts:
+            infer_fn(models[side], side, samples[:1], precision[side][1])()
+        out[side]["nms_boxes"] = list(counts)
+    steps = {side: train_step_fn(models[side], side, samples, precision[side][0]) for side in SIDES}
+    for side, seconds in time_interleaved(steps, warmup, iters).items():
+        out[side]["train_s"] = seconds
+        out[side]["losses"] = steps[side]()
     return out
 
 
@@ -126,15 +137,13 @@ def compare(cfg, *, modes: Sequence[str] = ("default", "matched"), warmup: int =
         if mode not in MODES:
             raise ValueError(f"Unknown mode '{mode}'; use some of {MODES}.")
         mcfg = mode_cfg(cfg, mode)
-        results[mode] = {}
-        for side in ("detkit", "torchvision"):
-            figures = measure(mcfg, side, mode, warmup=warmup, iters=iters, image_size=image_size,
-                              pretrain_iters=pretrain_iters, seed=seed)
-            if memory:
+        results[mode] = measure(mcfg, mode, warmup=warmup, iters=iters, image_size=image_size,
+                                pretrain_iters=pretrain_iters, seed=seed)
+        if memory:
+            for side in SIDES:
                 for phase in ("train", "infer"):
-                    figures[f"rss_{phase}_mb"] = peak_rss_mb(mcfg, side, phase, mode, image_size=image_size,
-                                                             warmup=1, iters=2, threads=threads)
-            results[mode][side] = figures
+                    results[mode][side][f"rss_{phase}_mb"] = peak_rss_mb(mcfg, side, phase, mode, image_size=image_size,
+                                                                         warmup=1, iters=2, threads=threads)
     return results
 
 
@@ -181,25 +190,23 @@ def scaling(cfg, *, sizes: Sequence[int] = (320, 512, 800), objects: Sequence[in
     rows = []
     for size in sizes:
         models = {}
-        for side in ("detkit", "torchvision"):
+        for side in SIDES:
             model = build_pair(cfg, side, seed, size)
             pretrain(model, side, make_inputs(16, size, seed=seed + 2), pretrain_iters,
                      amp=precision_of(cfg, side, "default")[0])
             models[side] = model
         for n in objects:
             samples = make_inputs(1, size, seed=seed + 3, num_objects=n)
-            row = [size, n]
-            figures = {}
-            for side, model in models.items():
-                run = infer_fn(model, side, samples, precision_of(cfg, side, "default")[1])
-                ms = 1000 * time_call(run, warmup, iters)
+            runs = {side: infer_fn(model, side, samples, precision_of(cfg, side, "default")[1])
+                    for side, model in models.items()}
+            ms = {side: 1000 * seconds for side, seconds in time_interleaved(runs, warmup, iters).items()}
+            nms = {}
+            for side, run in runs.items():
                 with count_nms_inputs() as counts:
                     run()
-                figures[side] = (ms, sum(counts))
-            row += [f"{figures['detkit'][0]:.1f}", f"{figures['torchvision'][0]:.1f}",
-                    f"{figures['detkit'][0] / figures['torchvision'][0]:.2f}",
-                    figures["detkit"][1], figures["torchvision"][1]]
-            rows.append(row)
+                nms[side] = sum(counts)
+            rows.append([size, n, f"{ms['detkit']:.1f}", f"{ms['torchvision']:.1f}",
+                         f"{ms['detkit'] / ms['torchvision']:.2f}", nms["detkit"], nms["torchvision"]])
     return tabulate(rows, headers=["size", "objects", "detkit ms/img", "torchvision ms/img", "ratio",
                                    "detkit NMS boxes", "torchvision NMS boxes"], tablefmt="github",
                     disable_numparse=True)

@@ -7,7 +7,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
 
@@ -157,9 +157,11 @@ def torchvision_batch(samples, training: bool, device="cpu"):
 
 # ---------------------------------------------------------------------------- models and steps
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CPU, fp16 on CUDA (what detkit's engine and TEST.AMP use)."""
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+    """The autocast detkit's engine and TEST.AMP use: fp16 on CUDA, bf16 on a CPU with native bf16."""
+    from detkit.utils.env import autocast_dtype
+
+    dtype = autocast_dtype(device.type) if enabled else None
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def build_pair(cfg, side: str, seed: int = 0, image_size: int = 400) -> nn.Module:
@@ -230,19 +232,25 @@ def infer_fn(model, side: str, samples, amp: bool):
     return run
 
 
-def time_call(fn, warmup: int, iters: int) -> float:
-    """Median seconds per call after ``warmup`` calls."""
+def time_interleaved(fns: Dict[str, Callable[[], object]], warmup: int, iters: int) -> Dict[str, float]:
+    """Median seconds per call of each of ``fns`` after ``warmup`` calls each.
+
+    The timed calls alternate between the functions (a, b, a, b, ...), so a slow drift of the
+    machine (clock, another process) weighs on every side alike instead of on whichever ran last.
+    """
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    for _ in range(warmup):
-        fn()
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
     sync()
-    times = []
+    times: Dict[str, List[float]] = {name: [] for name in fns}
     for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 @contextlib.contextmanager

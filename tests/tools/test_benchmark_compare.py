@@ -82,10 +82,18 @@ def test_precision_modes():
     assert cm.precision_of(cm.mode_cfg(cfg, "fp32"), "detkit", "fp32") == (False, False)
 
 
+def test_time_interleaved_alternates_the_sides_after_their_warmup():
+    calls = []
+    medians = cm.time_interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, warmup=2, iters=3)
+    assert calls == ["a", "a", "b", "b"] + ["a", "b"] * 3
+    assert set(medians) == {"a", "b"} and all(m >= 0 for m in medians.values())
+
+
 def test_one_tiny_step_of_both_models():
     cfg = cm.setup_cfg(FCOS_CFG, image_size=64)
-    for side in ("detkit", "torchvision"):
-        figures = bc.measure(cfg, side, "default", warmup=0, iters=1, image_size=64)
+    results = bc.measure(cfg, "default", warmup=0, iters=1, image_size=64)
+    assert set(results) == {"detkit", "torchvision"}
+    for side, figures in results.items():
         assert figures["train_s"] > 0 and figures["infer_b1_ms"] > 0 and figures["infer_b4_ms"] > 0
         assert all(math.isfinite(v) for v in figures["losses"].values()), figures["losses"]
         assert set(figures["losses"]) == ({"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr"} if side == "detkit"
