@@ -40,7 +40,7 @@ from compare_models import (  # noqa: E402
 SIDES = ("detkit", "torchvision")
 
 
-def measure(cfg, mode: str, *, warmup: int = 2, iters: int = 5, image_size: int = 400, pretrain_iters: int = 0,
+def measure(cfg, mode: str, *, warmup: int = 2, iters: int = 10, image_size: int = 400, pretrain_iters: int = 0,
             seed: int = 0) -> Dict[str, Dict[str, object]]:
     """Time both models in ``mode``: inference ms/img at batch 1 and 4, the boxes entering NMS, the training step.
 
@@ -122,7 +122,7 @@ def peak_rss_mb(cfg, side: str, phase: str, mode: str, *, image_size: int, warmu
         os.unlink(path)
 
 
-def compare(cfg, *, modes: Sequence[str] = ("default", "matched"), warmup: int = 2, iters: int = 5,
+def compare(cfg, *, modes: Sequence[str] = ("default", "matched"), warmup: int = 2, iters: int = 10,
             image_size: int = 400, threads: int = 2, memory: bool = True, pretrain_iters: int = 0,
             seed: int = 0) -> Dict[str, Dict[str, Dict[str, object]]]:
     """Measure detkit (built from ``cfg``) and torchvision's match in every precision ``mode``.
@@ -219,7 +219,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", "--config-file", dest="config_file", required=True, metavar="FILE")
     parser.add_argument("--modes", nargs="+", default=["default", "matched"], choices=MODES)
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls before timing")
-    parser.add_argument("--iters", type=int, default=5, help="timed calls (the median is reported)")
+    parser.add_argument("--iters", type=int, default=10, help="timed calls per side (the median is reported)")
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both models")
     parser.add_argument("--image-size", type=int, default=400)
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
@@ -258,7 +258,7 @@ def main(cfg_file: str, overrides: Sequence[str] = (), **options) -> int:
                       threads=threads, pretrain_iters=options.get("pretrain_iters", 0)))
         return 0
     modes = options.get("modes", ("default", "matched"))
-    results = compare(cfg, modes=modes, warmup=options.get("warmup", 2), iters=options.get("iters", 5),
+    results = compare(cfg, modes=modes, warmup=options.get("warmup", 2), iters=options.get("iters", 10),
                       image_size=image_size, threads=threads, memory=options.get("memory", True),
                       pretrain_iters=options.get("pretrain_iters", 0))
     for mode in modes:

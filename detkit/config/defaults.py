@@ -290,7 +290,8 @@ _C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0
 # The p of the p-norm when CLIP_TYPE is "norm".
 _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
 _C.SOLVER.AMP = CN()
-# Mixed precision training (fp16 on CUDA; bf16 autocast on CPU).
+# Mixed precision training: fp16 + GradScaler on CUDA, bf16 autocast on a CPU with native bf16 (AVX512-BF16
+# or AMX); float32 with a warning elsewhere. The Base configs turn it on.
 _C.SOLVER.AMP.ENABLED = False
 
 # ---------------------------------------------------------------------------- test
@@ -317,8 +318,8 @@ _C.LOG_PERIOD = 20
 _C.CUDNN_BENCHMARK = False
 
 # ---------------------------------------------------------------------------- speed
-# Run backbone, neck and heads in channels_last memory format (faster convs on CPU and on tensor cores).
+# Run backbone and neck in channels_last memory format (faster convs on CPU and on tensor cores).
 _C.MODEL.CHANNELS_LAST = False
 _C.TEST.AMP = CN()
-# Inference under autocast (bf16 on CPU, fp16 on CUDA) for backbone, neck and heads; post-processing stays fp32.
+# Inference under autocast (as SOLVER.AMP) for backbone, neck and heads; post-processing stays fp32.
 _C.TEST.AMP.ENABLED = False

@@ -255,6 +255,33 @@ def test_fcos_builds_from_base_config_offline():
     assert (inst.scores > cfg.MODEL.FCOS.SCORE_THRESH_TEST).all()
 
 
+def test_fcos_channels_last_backbone_and_neck_nchw_head_same_outputs():
+    """MODEL.CHANNELS_LAST lays out backbone and neck weights NHWC and keeps the head NCHW (on CPU the
+    head's GroupNorm backward is slow on NHWC); the outputs match the all-NCHW model."""
+    from pathlib import Path
+
+    from detkit.config import get_cfg
+    from detkit.modeling import build_model
+
+    models = {}
+    for channels_last in (False, True):
+        cfg = get_cfg()
+        cfg.merge_from_file(str(Path(__file__).parents[2] / "configs" / "Base-FCOS.yaml"))
+        cfg.merge_from_list(["MODEL.FCOS.NUM_CLASSES", "3", "MODEL.CHANNELS_LAST", str(channels_last),
+                             "TEST.AMP.ENABLED", "False", "MODEL.FCOS.SCORE_THRESH_TEST", "0.0"])
+        torch.manual_seed(0)
+        models[channels_last] = build_model(cfg).eval()
+    nhwc = models[True]
+    assert nhwc.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert all(p.is_contiguous() for p in nhwc.head.parameters())
+    image = torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8)
+    with torch.inference_mode():
+        a, b = (models[k]([{"image": image}])[0]["instances"] for k in (False, True))
+    assert len(a) == len(b) > 0
+    assert torch.allclose(a.scores, b.scores, atol=1e-4) and torch.allclose(a.pred_boxes.tensor, b.pred_boxes.tensor,
+                                                                           atol=1e-2)
+
+
 def test_fcos_overfits_four_shapes_images(tmp_path):
     """Learning: FCOS (RegNetX-400MF + FPN, from scratch) fits the first 4 shapes_train images to AP50 >= 90,
     trained and scored with Base-FCOS.yaml's speed settings (channels_last, bf16 autocast)."""

@@ -145,7 +145,7 @@ class FCOS(nn.Module):
             loss_normalizer_momentum: momentum of the EMA of the positive count.
             test_score_thresh, test_topk_candidates, test_nms_thresh, max_detections_per_image: inference.
             pixel_mean, pixel_std: per-channel normalisation, in the input's channel order.
-            channels_last: run backbone, neck and head in channels_last memory format (MODEL.CHANNELS_LAST).
+            channels_last: run backbone and neck in channels_last memory format (MODEL.CHANNELS_LAST).
             amp_inference: in eval mode, run backbone, neck and head under autocast (bf16 on CPU, fp16 on
                 CUDA; TEST.AMP.ENABLED); post-processing stays float32.
         """
@@ -181,8 +181,9 @@ class FCOS(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
         self.channels_last = bool(channels_last)
         self.amp_inference = bool(amp_inference)
-        if self.channels_last:
-            self.to(memory_format=torch.channels_last)
+        if self.channels_last:  # the head keeps NCHW weights (see FCOSHead.forward)
+            self.backbone.to(memory_format=torch.channels_last)
+            self.neck.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, cfg):
