@@ -183,18 +183,26 @@ def format_table(results: Dict[str, Dict[str, Dict[str, object]]]) -> str:
 
 def scaling(cfg, *, sizes: Sequence[int] = (320, 512, 800), objects: Sequence[int] = (1, 10, 50), warmup: int = 1,
             iters: int = 3, threads: int = 2, pretrain_iters: int = 0, seed: int = 0) -> str:
-    """Inference ms/img (batch 1, default mode) against image size and objects per image, both models."""
+    """Inference ms/img (batch 1, default mode) against image size and objects per image, both models.
+
+    With ``pretrain_iters``, each side is trained once, at the smallest size, and those weights are
+    used at every size (only torchvision's resize setting depends on the size).
+    """
     from tabulate import tabulate
 
     torch.set_num_threads(threads)
+    weights = {}
+    for side in SIDES:
+        model = build_pair(cfg, side, seed, min(sizes))
+        pretrain(model, side, make_inputs(16, min(sizes), seed=seed + 2), pretrain_iters,
+                 amp=precision_of(cfg, side, "default")[0])
+        weights[side] = model.state_dict()
     rows = []
     for size in sizes:
         models = {}
         for side in SIDES:
-            model = build_pair(cfg, side, seed, size)
-            pretrain(model, side, make_inputs(16, size, seed=seed + 2), pretrain_iters,
-                     amp=precision_of(cfg, side, "default")[0])
-            models[side] = model
+            models[side] = build_pair(cfg, side, seed, size)
+            models[side].load_state_dict(weights[side])
         for n in objects:
             samples = make_inputs(1, size, seed=seed + 3, num_objects=n)
             runs = {side: infer_fn(model, side, samples, precision_of(cfg, side, "default")[1])

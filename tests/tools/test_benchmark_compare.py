@@ -112,3 +112,17 @@ def test_format_table_ratios():
     assert [c.strip() for c in lines[4].split("|")[1:-1]][-1] == "0.70"
     assert [c.strip() for c in lines[5].split("|")[1:-1]][-1] == "0.62"
     assert [c.strip() for c in lines[6].split("|")[1:-1]][1:3] == ["12", "0"]
+
+
+def test_scaling_table_has_a_row_per_size_and_object_count():
+    cfg = cm.setup_cfg(FCOS_CFG, image_size=64)
+    table = bc.scaling(cfg, sizes=(64, 96), objects=(1, 3), warmup=0, iters=1, pretrain_iters=1)
+    lines = table.splitlines()
+    assert [c.strip() for c in lines[0].split("|")[1:-1]] == [
+        "size", "objects", "detkit ms/img", "torchvision ms/img", "ratio", "detkit NMS boxes", "torchvision NMS boxes"]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+    assert [(r[0], r[1]) for r in rows] == [("64", "1"), ("64", "3"), ("96", "1"), ("96", "3")]
+    for r in rows:
+        assert float(r[2]) > 0 and float(r[3]) > 0
+        assert float(r[4]) == pytest.approx(float(r[2]) / float(r[3]), abs=0.01, rel=0.05)  # rounded figures
+        assert int(r[5]) >= 0 and int(r[6]) >= 0
