@@ -18,3 +18,15 @@ def _quiet_threads():
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One intra-op thread for the test (engine and tool runs: on a loaded 2-core machine, 2 threads
+    made them several times slower); the previous count is restored after."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -15,11 +15,5 @@ def trained_run(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread for in-process runs: on a loaded 2-core machine, 2 threads were several times slower."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(old)
