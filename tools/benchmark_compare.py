@@ -153,9 +153,13 @@ def describe_mode(cfg, mode: str) -> str:
         "on" if cfg.SOLVER.AMP.ENABLED else "off", "on" if cfg.TEST.AMP.ENABLED else "off")
     t_train, t_infer = precision_of(cfg, "torchvision", mode)
     onoff = {True: "on", False: "off"}
+    from detkit.utils.env import autocast_dtype
+
+    dtype = autocast_dtype(torch.device(cfg.MODEL.DEVICE).type)
+    what = f"autocast = {str(dtype).replace('torch.', '')}" if dtype else "no native bf16 here: autocast runs float32"
     return (f"mode {mode}: detkit channels_last={'on' if cfg.MODEL.CHANNELS_LAST else 'off'}, train autocast "
             f"{d_train}, inference autocast {d_infer}; torchvision channels_last=off, train autocast "
-            f"{onoff[t_train]}, inference autocast {onoff[t_infer]} (autocast = bf16 on CPU, fp16 on CUDA)")
+            f"{onoff[t_train]}, inference autocast {onoff[t_infer]} ({what})")
 
 
 def format_table(results: Dict[str, Dict[str, Dict[str, object]]]) -> str:

@@ -126,3 +126,16 @@ def test_scaling_table_has_a_row_per_size_and_object_count():
         assert float(r[2]) > 0 and float(r[3]) > 0
         assert float(r[4]) == pytest.approx(float(r[2]) / float(r[3]), abs=0.01, rel=0.05)  # rounded figures
         assert int(r[5]) >= 0 and int(r[6]) >= 0
+
+
+def test_describe_mode_names_the_autocast_dtype(monkeypatch):
+    import detkit.utils.env as env
+
+    cfg = cm.setup_cfg(FCOS_CFG, ["SOLVER.AMP.ENABLED", "True", "TEST.AMP.ENABLED", "True"])
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: True)
+    line = bc.describe_mode(cfg, "matched")
+    assert line.startswith("mode matched: detkit channels_last=on, train autocast on, inference autocast on; "
+                           "torchvision channels_last=off, train autocast on, inference autocast on")
+    assert line.endswith("(autocast = bfloat16)")
+    monkeypatch.setattr(env, "cpu_has_native_bf16", lambda: False)
+    assert bc.describe_mode(cfg, "fp32").endswith("(no native bf16 here: autocast runs float32)")
