@@ -3,10 +3,10 @@ from .conv import Conv2d, c2_msra_fill, c2_xavier_fill, conv_norm_act
 from .nms import batched_nms_parallel
 from .norms import FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, get_norm_layer, group_norm_groups
 from .roi_align import roi_align_parallel
-from .shape_spec import ShapeSpec
+from .shape_spec import ShapeSpec, select_shapes
 
 __all__ = [
-    "ShapeSpec", "Conv2d", "conv_norm_act", "c2_msra_fill", "c2_xavier_fill",
+    "ShapeSpec", "select_shapes", "Conv2d", "conv_norm_act", "c2_msra_fill", "c2_xavier_fill",
     "FrozenBatchNorm2d", "convert_frozen_batchnorm", "get_norm", "get_norm_layer", "group_norm_groups",
     "roi_align_parallel", "batched_nms_parallel",
 ]

@@ -112,3 +112,10 @@ def test_proposal_network_train_and_eval():
     assert props.image_size == (128, 192) and len(props) == 50
     assert float(props.proposal_boxes.tensor[:, 2].max()) <= 192
     assert sorted(props.get_fields()) == ["level_ids", "objectness_logits", "proposal_boxes"]
+
+
+@pytest.mark.parametrize("key", ["MODEL.RPN.IN_FEATURES", "MODEL.ROI_HEADS.IN_FEATURES"])
+def test_in_features_the_neck_lacks_name_the_key(key):
+    with pytest.raises(ValueError, match=rf"^{key} names \['p7'\], which the neck does not produce; "
+                                         r"it outputs \['p3', 'p4', 'p5'\]\.$"):
+        build_model(_cfg(**{key: "['p3', 'p7']"}))

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detkit.config import configurable
-from detkit.layers import ShapeSpec
+from detkit.layers import ShapeSpec, select_shapes
 from detkit.structures import Boxes, ImageList, Instances, pairwise_iou
 
 from ..anchor_generator import build_anchor_generator
@@ -95,11 +95,7 @@ class RPN(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         in_features = list(cfg.MODEL.RPN.IN_FEATURES)
-        missing = [f for f in in_features if f not in input_shape]
-        if missing:
-            raise ValueError(f"MODEL.RPN.IN_FEATURES names {missing}, which the neck does not produce; "
-                             f"it outputs {sorted(input_shape)}.")
-        shapes = [input_shape[f] for f in in_features]
+        shapes = select_shapes(input_shape, in_features, "MODEL.RPN.IN_FEATURES")
         return {
             "in_features": in_features,
             "head": build_head(cfg, cfg.MODEL.RPN.HEAD_NAME, shapes),

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from detkit.config import configurable
-from detkit.layers import ShapeSpec
+from detkit.layers import ShapeSpec, select_shapes
 from detkit.structures import Boxes, ImageList, Instances, pairwise_iou
 
 from ..matcher import build_matcher
@@ -69,24 +69,20 @@ class StandardROIHeads(nn.Module):
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
         in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
-        missing = [f for f in in_features if f not in input_shape]
-        if missing:
-            raise ValueError(f"MODEL.ROI_HEADS.IN_FEATURES names {missing}, which the neck does not produce; "
-                             f"it outputs {sorted(input_shape)}.")
-        channels = {input_shape[f].channels for f in in_features}
-        if len(channels) != 1:
+        shapes = select_shapes(input_shape, in_features, "MODEL.ROI_HEADS.IN_FEATURES")
+        if len({s.channels for s in shapes}) != 1:
             raise ValueError(f"MODEL.ROI_HEADS.IN_FEATURES {in_features} must all have the same channels, "
-                             f"got {[input_shape[f].channels for f in in_features]}.")
+                             f"got {[s.channels for s in shapes]}.")
         assignment = cfg.MODEL.ROI_BOX_HEAD.POOLER_LEVEL_ASSIGNMENT
         if assignment == "source" and list(cfg.MODEL.RPN.IN_FEATURES) != in_features:
             raise ValueError("MODEL.ROI_BOX_HEAD.POOLER_LEVEL_ASSIGNMENT 'source' pools each proposal from the level "
                              f"that proposed it, so MODEL.ROI_HEADS.IN_FEATURES {in_features} must equal "
                              f"MODEL.RPN.IN_FEATURES {list(cfg.MODEL.RPN.IN_FEATURES)}.")
         resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
-        pooler = ROIPooler(output_size=resolution, scales=[1.0 / input_shape[f].stride for f in in_features],
+        pooler = ROIPooler(output_size=resolution, scales=[1.0 / s.stride for s in shapes],
                            sampling_ratio=cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
                            pooler_type=cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE)
-        box_head = build_box_head(cfg, ShapeSpec(channels=channels.pop(), height=resolution, width=resolution))
+        box_head = build_box_head(cfg, ShapeSpec(channels=shapes[0].channels, height=resolution, width=resolution))
         return {
             "box_in_features": in_features,
             "box_pooler": pooler,
