@@ -23,7 +23,7 @@ setup(
         "numpy>=1.22",
     ],
     extras_require={
-        "dev": ["pytest>=7.0", "faster-coco-eval>=1.5"],
+        "dev": ["pytest>=7.3", "faster-coco-eval>=1.5"],
         "faster": ["faster-coco-eval>=1.5"],
         "tensorboard": ["tensorboard>=2.10"],
     },

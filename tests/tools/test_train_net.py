@@ -18,6 +18,10 @@ def _copypaste(stdout):
     return [(lines[i], lines[i + 1]) for i in range(len(lines)) if lines[i].startswith("AP,")]
 
 
+def _tail(path, chars=4000):
+    return path.read_text(errors="replace")[-chars:]
+
+
 def test_train_outputs_and_coco_table(trained_run):
     cfg, out, stdout = trained_run
     assert sorted(f for f in os.listdir(out) if f.endswith(".pth")) == ["model_0000009.pth", "model_0000019.pth",
@@ -53,18 +57,20 @@ def test_sigkill_then_resume_to_completion(tmp_path):
     out = tmp_path / "out"
     cfg = write_tiny_config(str(tmp_path), str(out), max_iter=24, checkpoint_period=2)
     cmd = [sys.executable, os.path.join(REPO, "tools", "train_net.py"), "--config", cfg, "DATASETS.TEST", "()"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=tool_env())
+    log = tmp_path / "killed_run.log"
     last = out / "last_checkpoint"
     deadline = time.monotonic() + 180
-    try:
-        while not (last.exists() and last.read_text().startswith("model_0")):
-            assert proc.poll() is None, "training ended before a checkpoint appeared"
-            assert time.monotonic() < deadline, "no checkpoint within 180 s"
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
+    with open(log, "wb") as sink:
+        proc = subprocess.Popen(cmd, stdout=sink, stderr=subprocess.STDOUT, env=tool_env())
+        try:
+            while not (last.exists() and last.read_text().startswith("model_0")):
+                assert proc.poll() is None, f"training ended before a checkpoint appeared:\n{_tail(log)}"
+                assert time.monotonic() < deadline, f"no checkpoint within 180 s:\n{_tail(log)}"
+                time.sleep(0.02)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not (out / "model_final.pth").exists()
     named = last.read_text()
