@@ -1,5 +1,7 @@
 """Shared pytest setup: datasets go to one temp folder per test session; torch stays on 2 threads."""
+import atexit
 import os
+import shutil
 import tempfile
 
 # Idle torch threads sleep instead of spinning: on a busy 2-core machine spinning threads starve each other.
@@ -9,7 +11,11 @@ import pytest
 
 # Builtin datasets (e.g. the synthetic shapes) are generated under $DETKIT_DATASETS; keep tests away from ./datasets.
 # A user-set DETKIT_DATASETS_TEST_CACHE lets repeated local runs reuse the generated images.
-os.environ["DETKIT_DATASETS"] = os.environ.get("DETKIT_DATASETS_TEST_CACHE") or tempfile.mkdtemp(prefix="detkit-datasets-")
+if os.environ.get("DETKIT_DATASETS_TEST_CACHE"):
+    os.environ["DETKIT_DATASETS"] = os.environ["DETKIT_DATASETS_TEST_CACHE"]
+else:
+    os.environ["DETKIT_DATASETS"] = tempfile.mkdtemp(prefix="detkit-datasets-")
+    atexit.register(shutil.rmtree, os.environ["DETKIT_DATASETS"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

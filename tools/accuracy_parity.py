@@ -3,6 +3,7 @@
 
     python tools/accuracy_parity.py --config configs/Base-FCOS.yaml --iters 600 --seeds 0 1
     python tools/accuracy_parity.py --config configs/Base-RCNN-FPN.yaml --iters 150 --seeds 0 1   # short
+    python tools/accuracy_parity.py --config configs/Base-FCOS.yaml --models detkit   # one row only
 
 Both models get the reference architecture of tools/benchmark_compare.py (RegNetX-400MF, FPN 128 on
 p3-p5, torchvision's default post-processing) with 3 classes, and the same schedule: AdamW (lr
@@ -108,13 +109,14 @@ def train(model, side: str, train_set: List[Dict], *, iters: int, batch: int, lr
 
 
 @torch.inference_mode()
-def evaluate(model, side: str, val_set: List[Dict], amp: bool = False, batch: int = 4) -> Dict[str, float]:
-    """COCO bbox metrics of ``model`` on ``val_set`` (shapes_val), via detkit's COCOEvaluator."""
+def evaluate(model, side: str, val_set: List[Dict], amp: bool = False, batch: int = 4,
+             dataset: str = "shapes_val") -> Dict[str, float]:
+    """COCO bbox metrics of ``model`` on ``val_set`` (records of ``dataset``), via detkit's COCOEvaluator."""
     from detkit.evaluation import COCOEvaluator
     from detkit.structures import Boxes, Instances
 
     device = next(model.parameters()).device
-    evaluator = COCOEvaluator("shapes_val", distributed=False)
+    evaluator = COCOEvaluator(dataset, distributed=False)
     evaluator.reset()
     model.eval()
     for i in range(0, len(val_set), batch):
@@ -133,17 +135,23 @@ def evaluate(model, side: str, val_set: List[Dict], amp: bool = False, batch: in
     return evaluator.evaluate()["bbox"]
 
 
-def run(cfg_file: str, overrides, *, iters: int, batch: int, lr: float, seeds, threads: int, val_limit: int) -> None:
+ROWS = ("torchvision", "detkit-fp32", "detkit")
+
+
+def run(cfg_file: str, overrides, *, iters: int, batch: int, lr: float, seeds, threads: int, val_limit: int,
+        models=ROWS, train_name: str = "shapes_train", val_name: str = "shapes_val",
+        image_size: int = IMAGE_SIZE) -> None:
+    """Train and score the ``models`` rows for every seed; print each result and the table."""
     from tabulate import tabulate
 
     torch.set_num_threads(threads)
-    cfg = cm.setup_cfg(cfg_file, list(overrides), IMAGE_SIZE)
+    cfg = cm.setup_cfg(cfg_file, list(overrides), image_size)
     key = "MODEL.FCOS.NUM_CLASSES" if cfg.MODEL.META_ARCHITECTURE == "FCOS" else "MODEL.ROI_HEADS.NUM_CLASSES"
     cfg.merge_from_list([key, str(NUM_CLASSES)])
     fp32_cfg = cm.mode_cfg(cfg, "fp32")
     fp32_cfg.merge_from_list(["MODEL.CHANNELS_LAST", "False"])
-    train_set = load_split("shapes_train", limit=min(1000, iters * batch))
-    val_set = load_split("shapes_val", limit=val_limit)
+    train_set = load_split(train_name, limit=min(1000, iters * batch))
+    val_set = load_split(val_name, limit=val_limit)
     load = os.getloadavg()
     print(f"accuracy parity: {cfg_file} ({cfg.MODEL.META_ARCHITECTURE}), {iters} iters x {batch} images, lr {lr}, "
           f"seeds {list(seeds)}, {threads} threads, {len(val_set)} val images, load {load[0]:.1f}; detkit default: "
@@ -152,12 +160,13 @@ def run(cfg_file: str, overrides, *, iters: int, batch: int, lr: float, seeds, t
     sides = {"torchvision fp32": ("torchvision", cfg, False),
              "detkit fp32": ("detkit", fp32_cfg, False),
              "detkit default": ("detkit", cfg, bool(cfg.SOLVER.AMP.ENABLED))}
+    sides = {name: v for row, (name, v) in zip(ROWS, sides.items()) if row in models}
     rows, aps = [], {name: [] for name in sides}
     for seed in seeds:
         for name, (side, side_cfg, train_amp) in sides.items():
-            model = cm.build_pair(side_cfg, side, seed, IMAGE_SIZE)  # the same init for every row of a seed
+            model = cm.build_pair(side_cfg, side, seed, image_size)  # the same init for every row of a seed
             seconds = train(model, side, train_set, iters=iters, batch=batch, lr=lr, seed=seed, amp=train_amp)
-            metrics = evaluate(model, side, val_set)  # detkit applies its TEST.AMP itself
+            metrics = evaluate(model, side, val_set, dataset=val_name)  # detkit applies its TEST.AMP itself
             aps[name].append(metrics["AP"])
             rows.append([seed, name, f"{metrics['AP']:.2f}", f"{metrics['AP50']:.2f}", f"{metrics['AP75']:.2f}",
                          f"{seconds:.0f}"])
@@ -167,6 +176,14 @@ def run(cfg_file: str, overrides, *, iters: int, batch: int, lr: float, seeds, t
     for name, values in aps.items():
         rows.append(["mean", name, f"{statistics.mean(values):.2f}", "", "", ""])
     print(tabulate(rows, headers=["seed", "model", "AP", "AP50", "AP75", "train s"], tablefmt="github"))
+
+
+def _rows(text: str) -> List[str]:
+    rows = [r for r in text.split(",") if r]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown or not rows:
+        raise argparse.ArgumentTypeError(f"unknown row(s) {unknown or [text]}; use a comma-separated list of {ROWS}")
+    return rows
 
 
 def main(argv=None) -> int:
@@ -179,10 +196,13 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--val-limit", type=int, default=0, help="score only the first N shapes_val images (0: all)")
+    parser.add_argument("--models", type=_rows, default=list(ROWS), metavar="ROW[,ROW]",
+                        help=f"comma-separated rows to train, of {','.join(ROWS)} (the default: all): torchvision "
+                             "fp32, detkit fp32, detkit at its config's precision")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE")
     args = parser.parse_args(argv)
     run(args.config_file, args.opts, iters=args.iters, batch=args.batch, lr=args.lr, seeds=args.seeds,
-        threads=args.threads, val_limit=args.val_limit)
+        threads=args.threads, val_limit=args.val_limit, models=args.models)
     return 0
 
 
