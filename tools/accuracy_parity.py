@@ -157,10 +157,10 @@ def run(cfg_file: str, overrides, *, iters: int, batch: int, lr: float, seeds, t
           f"seeds {list(seeds)}, {threads} threads, {len(val_set)} val images, load {load[0]:.1f}; detkit default: "
           f"CHANNELS_LAST {cfg.MODEL.CHANNELS_LAST}, SOLVER.AMP {cfg.SOLVER.AMP.ENABLED}, "
           f"TEST.AMP {cfg.TEST.AMP.ENABLED}", flush=True)
-    sides = {"torchvision fp32": ("torchvision", cfg, False),
-             "detkit fp32": ("detkit", fp32_cfg, False),
-             "detkit default": ("detkit", cfg, bool(cfg.SOLVER.AMP.ENABLED))}
-    sides = {name: v for row, (name, v) in zip(ROWS, sides.items()) if row in models}
+    every_row = {"torchvision": ("torchvision fp32", "torchvision", cfg, False),  # (table name, side, cfg, amp)
+                 "detkit-fp32": ("detkit fp32", "detkit", fp32_cfg, False),
+                 "detkit": ("detkit default", "detkit", cfg, bool(cfg.SOLVER.AMP.ENABLED))}
+    sides = {every_row[row][0]: every_row[row][1:] for row in ROWS if row in models}
     rows, aps = [], {name: [] for name in sides}
     for seed in seeds:
         for name, (side, side_cfg, train_amp) in sides.items():
