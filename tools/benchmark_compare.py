@@ -149,16 +149,16 @@ def compare(cfg, *, modes: Sequence[str] = ("default", "matched"), warmup: int =
 
 def describe_mode(cfg, mode: str) -> str:
     """A one-line description of what each side runs in ``mode``."""
-    d_train, d_infer = ("off", "off") if mode == "fp32" else (
-        "on" if cfg.SOLVER.AMP.ENABLED else "off", "on" if cfg.TEST.AMP.ENABLED else "off")
-    t_train, t_infer = precision_of(cfg, "torchvision", mode)
-    onoff = {True: "on", False: "off"}
     from detkit.utils.env import autocast_dtype
 
+    onoff = {True: "on", False: "off"}
+    # detkit's own settings (its model applies TEST.AMP itself), off altogether in fp32 mode.
+    d_train, d_infer = (bool(k) and mode != "fp32" for k in (cfg.SOLVER.AMP.ENABLED, cfg.TEST.AMP.ENABLED))
+    t_train, t_infer = precision_of(cfg, "torchvision", mode)
     dtype = autocast_dtype(torch.device(cfg.MODEL.DEVICE).type)
     what = f"autocast = {str(dtype).replace('torch.', '')}" if dtype else "no native bf16 here: autocast runs float32"
-    return (f"mode {mode}: detkit channels_last={'on' if cfg.MODEL.CHANNELS_LAST else 'off'}, train autocast "
-            f"{d_train}, inference autocast {d_infer}; torchvision channels_last=off, train autocast "
+    return (f"mode {mode}: detkit channels_last={onoff[bool(cfg.MODEL.CHANNELS_LAST)]}, train autocast "
+            f"{onoff[d_train]}, inference autocast {onoff[d_infer]}; torchvision channels_last=off, train autocast "
             f"{onoff[t_train]}, inference autocast {onoff[t_infer]} ({what})")
 
 
