@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 
 class DatasetMapper:
-    """Read an image, augment it with its boxes, and build the model input of DESIGN.md.
+    """Read an image, augment it with its boxes, and build one model input (the contract of
+    ``detkit.modeling.meta_arch.DetectorBase``).
 
     The output is ``{"image": uint8 (C, H, W) tensor in INPUT.FORMAT order, "height", "width"
     (original size), "image_id", "file_name"}`` plus, in training, ``"instances"``:

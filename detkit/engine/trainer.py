@@ -229,10 +229,10 @@ class Trainer(TrainerBase):
                                             backend=cfg.TEST.COCO_EVAL_BACKEND)
         if evaluator_type == "pascal_voc":
             return evaluation.PascalVOCDetectionEvaluator(dataset_name)
-        raise NotImplementedError(
-            f"No evaluator for dataset '{dataset_name}': its metadata evaluator_type is {evaluator_type!r}; "
-            "set MetadataCatalog.get(name).evaluator_type to 'coco' or 'pascal_voc', or override "
-            "Trainer.build_evaluator.")
+        raise ValueError(
+            f"DATASETS.TEST names '{dataset_name}', which has no evaluator: its metadata evaluator_type is "
+            f"{evaluator_type!r}. Set MetadataCatalog.get('{dataset_name}').evaluator_type to 'coco' or "
+            "'pascal_voc', remove the dataset from DATASETS.TEST, or override Trainer.build_evaluator.")
 
     @classmethod
     def test(cls, cfg, model: torch.nn.Module, evaluators=None) -> "OrderedDict[str, Dict]":
