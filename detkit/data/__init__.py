@@ -8,13 +8,14 @@ from .build import (TrainDataLoader, build_detection_test_loader, build_detectio
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .common import DatasetFromList, MapDataset
 from .dataset_mapper import DatasetMapper
-from .detection_utils import read_image
+from .detection_utils import BadImageError, ImageReadError, SizeMismatchError, read_image
 from .samplers import AspectRatioGroupedBatchSampler, InferenceSampler, TrainingSampler
 
 __all__ = [
     "DatasetCatalog", "MetadataCatalog", "Metadata", "DatasetMapper", "build_detection_train_loader",
     "build_detection_test_loader", "get_detection_dataset_dicts", "TrainDataLoader", "TrainingSampler",
     "InferenceSampler", "AspectRatioGroupedBatchSampler", "DatasetFromList", "MapDataset", "read_image",
+    "BadImageError", "ImageReadError", "SizeMismatchError",
     "trivial_batch_collator", "transforms", "datasets",
 ]
 
