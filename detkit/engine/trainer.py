@@ -113,12 +113,19 @@ class Trainer(TrainerBase):
         """
         # Start the data iterator first, then restore the checkpoint's RNG state: starting an
         # iterator draws from torch's RNG, and an uninterrupted run drew that at its own start.
-        if self.start_iter < self.max_iter:
-            self._trainer.prefetch()
-        if self._pending_rng_state is not None:
-            set_rng_state(self._pending_rng_state)
-            self._pending_rng_state = None
-        super().train(self.start_iter, self.max_iter)
+        try:
+            if self.start_iter < self.max_iter:
+                self._trainer.prefetch()
+            if self._pending_rng_state is not None:
+                set_rng_state(self._pending_rng_state)
+                self._pending_rng_state = None
+            super().train(self.start_iter, self.max_iter)
+        except RuntimeError as e:
+            # torch reports a dead loader worker wherever the main thread happens to be; name the worker.
+            err = getattr(self.data_loader, "worker_error", lambda _: None)(e)
+            if err is None or err is e:
+                raise
+            raise err from e
         return getattr(self, "_last_eval_results", None)
 
     # ---- checkpoint state -------------------------------------------------------------------
