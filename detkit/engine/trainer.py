@@ -159,7 +159,8 @@ class Trainer(TrainerBase):
         if resume and self.checkpointer.has_checkpoint():
             # The checkpoint's "iteration" is the last one finished.
             self.start_iter = int(extra.get("iteration", self.iter)) + 1
-            logger.info("Resuming at iteration %d from %s", self.start_iter, self.checkpointer.get_checkpoint_file())
+            loaded = getattr(self.checkpointer, "loaded_checkpoint", None) or self.checkpointer.get_checkpoint_file()
+            logger.info("Resuming at iteration %d from %s", self.start_iter, loaded)
         else:
             self.start_iter = 0
             self.iter = 0
