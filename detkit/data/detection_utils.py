@@ -57,7 +57,7 @@ def _reason(e: BaseException, file_name: str) -> str:
         return "the file is empty (0 bytes)" if empty else \
             "it is not an image PIL can decode (unknown or corrupt format)"
     text = str(e)
-    if "truncated" in text or "broken data stream" in text or isinstance(e, (EOFError, SyntaxError)):
+    if "truncated" in text.lower() or "broken data stream" in text or isinstance(e, (EOFError, SyntaxError)):
         return f"the file is truncated or corrupt ({text})"
     return f"{type(e).__name__}: {text}"
 
