@@ -30,10 +30,12 @@ class BadImageError(Exception):
     intact); ``file_name`` and ``image_id`` are attributes for code that wants them.
     """
 
-    def __init__(self, message: str, file_name: Optional[str] = None, image_id: Any = None):
+    def __init__(self, message: str, file_name: Optional[str] = None, image_id: Any = None,
+                 reason: Optional[str] = None):
         super().__init__(message)
         self.file_name = file_name
         self.image_id = image_id
+        self.reason = reason or message
 
 
 class ImageReadError(BadImageError, OSError):
@@ -71,7 +73,8 @@ def _to_rgb(image: Image.Image, file_name: str, image_id: Any) -> Image.Image:
     if mode not in _CONVERTIBLE:
         raise ImageReadError(f"{_where(file_name, image_id)} has PIL mode '{mode}', which detkit cannot convert "
                              f"to RGB (supported: {', '.join(sorted(_CONVERTIBLE | _WIDE_GREY))}). Re-save it as "
-                             "an 8-bit RGB or greyscale image.", file_name, image_id)
+                             "an 8-bit RGB or greyscale image.", file_name, image_id,
+                             f"PIL mode '{mode}' has no RGB conversion")
     return image.convert("RGB")
 
 
@@ -95,8 +98,9 @@ def decode_image(file_name: str, image_id: Any = None) -> Tuple[Image.Image, str
     except BadImageError:
         raise
     except (OSError, ValueError, EOFError, SyntaxError, Image.DecompressionBombError) as e:
-        raise ImageReadError(f"{_where(file_name, image_id)} cannot be read: {_reason(e, file_name)}. {_HOW_TO_FIX}",
-                             file_name, image_id) from e
+        reason = _reason(e, file_name)
+        raise ImageReadError(f"{_where(file_name, image_id)} cannot be read: {reason}. {_HOW_TO_FIX}",
+                             file_name, image_id, reason) from e
 
 
 def read_image(file_name: str, format: str = "RGB", *, image_id: Any = None) -> np.ndarray:
