@@ -1,7 +1,6 @@
 """Broken images: every read error names the file and the image id; conversions; ON_BAD_IMAGE skip."""
 import itertools
 import json
-import os
 import re
 
 import numpy as np
@@ -10,7 +9,6 @@ from PIL import Image
 
 from detkit.data import (DatasetFromList, DatasetMapper, ImageReadError, SizeMismatchError, TrainDataLoader,
                          TrainingSampler, read_image)
-from detkit.data.samplers import AspectRatioGroupedBatchSampler
 from detkit.structures import BoxMode
 from detkit.utils.events import EventStorage
 
@@ -178,3 +176,23 @@ def test_skip_mode_resumes_exactly_with_workers(tmp_path):
     assert ids_rest == ids_full[3:]
     assert second.state_dict() == full.state_dict()  # skip count included
     assert full.num_skipped == _expected_ids(4, 6, 3, 7, bad={1, 4})[1]
+
+
+def test_evaluation_loader_names_file_and_image_id(tmp_path, unique_name):
+    from detkit.config import get_cfg
+    from detkit.data import DatasetCatalog, build_detection_test_loader
+
+    dicts = [_dict(tmp_path / f"{i}.jpg", 200 + i, 30, 40) for i in range(3)]
+    for i in range(3):
+        write_image(dicts[i]["file_name"], 40, 30, seed=i)
+    _truncated_jpeg(tmp_path / "1.jpg")
+    name = unique_name("eval")
+    DatasetCatalog.register(name, lambda: dicts)
+    cfg = get_cfg()
+    cfg.DATALOADER.NUM_WORKERS = 0
+    seen = []
+    with pytest.raises(ImageReadError, match=re.escape(f"Image '{tmp_path / '1.jpg'}' (image_id 201) cannot be "
+                                                        "read: the file is truncated")):
+        for batch in build_detection_test_loader(cfg, name):
+            seen.extend(d["image_id"] for d in batch)
+    assert seen == [200]  # in order, up to the broken one
