@@ -152,3 +152,43 @@ def test_tool_exit_status_table_and_json_report(tmp_path):
     warn = run("--dataset", "tool_warnings_only", "--output", str(tmp_path / "warn_report.json"))
     assert warn.returncode == 0, warn.stdout + warn.stderr
     assert "0 error(s), 1 warning(s)" in warn.stdout
+
+
+def _one_image_coco(tmp_path, unique_name, images, anns):
+    write_image(str(tmp_path / "im" / "a.jpg"), 40, 30)
+    write_image(str(tmp_path / "im" / "b.jpg"), 40, 30, seed=1)
+    json_file = tmp_path / "one.json"
+    json_file.write_text(json.dumps({"images": images, "annotations": anns,
+                                     "categories": [{"id": 1, "name": "thing"}]}))
+    name = unique_name("one")
+    register_coco_instances(name, {}, str(json_file), str(tmp_path / "im"))
+    return check_dataset(name, num_workers=1, cache_dir="", progress=False)
+
+
+A = {"id": 5, "file_name": "a.jpg", "width": 40, "height": 30}
+GOOD = {"id": 50, "image_id": 5, "category_id": 1, "bbox": [1, 1, 4, 4]}
+
+
+def test_nan_box_is_an_error_naming_file_image_and_annotation(tmp_path, unique_name):
+    report = _one_image_coco(tmp_path, unique_name, [A], [GOOD, dict(GOOD, id=51, bbox=[1, 1, float("nan"), 4])])
+    [p] = report.problems
+    assert (p.kind, p.severity, p.file_name, p.image_id, p.annotation_id) == \
+        ("nan_box", "error", str(tmp_path / "im" / "a.jpg"), 5, 51)
+    assert p.message == "bbox [1, 1, nan, 4] has a NaN or infinite coordinate"
+    assert report.class_histogram == {"thing": 1}  # the good box is still counted
+
+
+def test_unknown_category_is_an_error_naming_file_image_and_annotation(tmp_path, unique_name):
+    report = _one_image_coco(tmp_path, unique_name, [A], [GOOD, dict(GOOD, id=52, category_id=4)])
+    [p] = report.problems
+    assert (p.kind, p.severity, p.file_name, p.image_id, p.annotation_id) == \
+        ("unknown_category_id", "error", str(tmp_path / "im" / "a.jpg"), 5, 52)
+    assert p.message == "category_id 4 is not one of the dataset's categories [1]"
+
+
+def test_duplicate_ids_are_an_error_naming_both_files(tmp_path, unique_name):
+    report = _one_image_coco(tmp_path, unique_name, [A, dict(A, file_name="b.jpg")], [GOOD])
+    [p] = report.problems
+    assert (p.kind, p.severity, p.file_name, p.image_id, p.annotation_id) == \
+        ("duplicate_image_id", "error", str(tmp_path / "im" / "b.jpg"), 5, None)
+    assert p.message == f"image id 5 is also used by '{tmp_path / 'im' / 'a.jpg'}'"
