@@ -12,7 +12,7 @@ import time
 import numpy as np
 from PIL import Image
 
-from detkit.data import read_image
+from detkit.data import ImageReadError, read_image
 from detkit.engine import DefaultPredictor, config_argument_parser, setup_cfg
 from detkit.utils.logger import setup_logger
 from detkit.utils.visualizer import draw_boxes
@@ -31,8 +31,14 @@ def main(argv=None) -> int:
     predictor = DefaultPredictor(cfg)
     class_names = list(getattr(predictor.metadata, "thing_classes", []) or []) if predictor.metadata else None
     os.makedirs(args.output, exist_ok=True)
+    failed = 0
     for path in args.input:
-        image = read_image(path, format=cfg.INPUT.FORMAT)
+        try:
+            image = read_image(path, format=cfg.INPUT.FORMAT)
+        except ImageReadError as e:  # name the file and go on with the others
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
         start = time.perf_counter()
         instances = predictor(image)["instances"].to("cpu")
         elapsed = time.perf_counter() - start
@@ -45,7 +51,7 @@ def main(argv=None) -> int:
         Image.fromarray(np.asarray(drawn)).save(out)
         print(f"{path}: {len(instances)} detections (score >= {args.confidence_threshold}) in {elapsed:.3f} s "
               f"-> {out}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ def _from_annotations(cfg, out_dir: str, num: int) -> int:
                 return written
             boxes, cls = annotations_to_arrays(d.get("annotations"))
             stem = os.path.splitext(os.path.basename(d["file_name"]))[0]
-            _save(read_image(d["file_name"], "RGB"), boxes, cls, classes, os.path.join(out_dir, f"{name}_{stem}.png"))
+            image = read_image(d["file_name"], "RGB", image_id=d.get("image_id"))
+            _save(image, boxes, cls, classes, os.path.join(out_dir, f"{name}_{stem}.png"))
             written += 1
     return written
 

@@ -71,7 +71,7 @@ def draw_results_file(results_file: str, dataset_name: str, output_dir: str, con
     for record in DatasetCatalog.get(dataset_name):
         if max_images and written >= max_images:
             break
-        image = read_image(record["file_name"], "RGB")
+        image = read_image(record["file_name"], "RGB", image_id=record.get("image_id"))
         anns = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
         gt_boxes = [BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYXY_ABS), BoxMode.XYXY_ABS) for a in anns]
         truth = draw_boxes(image, gt_boxes, [a["category_id"] for a in anns], names)
