@@ -6,6 +6,13 @@ from typing import Callable, Dict, List
 
 import torch
 
+from detkit.checkpoint import DetectionCheckpointer
+from detkit.data import build_detection_test_loader, build_detection_train_loader
+from detkit.engine.trainer import create_train_loop
+from detkit.modeling import build_model
+from detkit.solver import build_optimizer
+from detkit.utils.events import EventStorage
+
 __all__ = ["Result", "report", "TASKS", "bench_train", "bench_eval", "bench_data"]
 
 
@@ -49,12 +56,6 @@ def _timed(step: Callable[[], None], warmup: int, iters: int) -> List[float]:
 def bench_train(cfg, warmup: int = 3, iters: int = 20) -> Result:
     """Forward + backward + optimizer step of the training loop (AMP if SOLVER.AMP.ENABLED), on
     batches loaded up front (data loading is measured by the ``data`` task)."""
-    from detkit.data import build_detection_train_loader
-    from detkit.engine.trainer import create_train_loop
-    from detkit.modeling import build_model
-    from detkit.solver import build_optimizer
-    from detkit.utils.events import EventStorage
-
     model = build_model(cfg)
     optimizer = build_optimizer(cfg, model)
     batches = list(itertools.islice(iter(build_detection_train_loader(cfg)), min(warmup + iters, 20)))
@@ -70,10 +71,6 @@ def bench_train(cfg, warmup: int = 3, iters: int = 20) -> Result:
 
 def bench_eval(cfg, warmup: int = 3, iters: int = 20) -> Result:
     """Inference (``torch.inference_mode``, batch 1) on images of DATASETS.TEST[0], loaded up front."""
-    from detkit.checkpoint import DetectionCheckpointer
-    from detkit.data import build_detection_test_loader
-    from detkit.modeling import build_model
-
     if not cfg.DATASETS.TEST:
         raise ValueError("The eval benchmark needs DATASETS.TEST in the config (or as an override).")
     model = build_model(cfg)
@@ -92,8 +89,6 @@ def bench_eval(cfg, warmup: int = 3, iters: int = 20) -> Result:
 
 def bench_data(cfg, warmup: int = 3, iters: int = 20) -> Result:
     """Fetching training batches from the train loader (reading, decoding, augmenting, collating)."""
-    from detkit.data import build_detection_train_loader
-
     stream = iter(build_detection_train_loader(cfg))
     return Result("data", _timed(lambda: next(stream), warmup, iters), cfg.SOLVER.IMS_PER_BATCH)
 

@@ -9,6 +9,7 @@ import torch
 
 import detkit.utils.comm as comm
 from detkit.checkpoint import DetectionCheckpointer
+from detkit.config import get_cfg, load_installed_plugins, load_plugins
 from detkit.checkpoint.detection_checkpoint import atomic_write_bytes
 from detkit.utils.collect_env import collect_env_info
 from detkit.utils.env import seed_all_rng
@@ -56,8 +57,6 @@ def setup_cfg(args: argparse.Namespace, freeze: bool = True):
     """The one way every tool builds its config from ``args``: installed plugins, then each
     ``--plugin``, then ``--config`` (which loads the plugins its ``PLUGINS`` key names), then the
     trailing ``KEY VALUE`` overrides; frozen unless ``freeze=False``."""
-    from detkit.config import get_cfg, load_installed_plugins, load_plugins
-
     cfg = get_cfg()
     load_installed_plugins(cfg)
     load_plugins(getattr(args, "plugin", []) or [], cfg)
