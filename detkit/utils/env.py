@@ -3,7 +3,7 @@ import logging
 import os
 import random
 from datetime import datetime
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 import torch
@@ -11,7 +11,14 @@ import torch
 logger = logging.getLogger(__name__)
 
 __all__ = ["seed_all_rng", "get_rng_state", "set_rng_state", "worker_init_reset_seed", "autocast_dtype",
-           "cpu_has_native_bf16"]
+           "cpu_has_native_bf16", "cpu_flags", "BF16_ENV_VAR"]
+
+#: Set to 0 to take the no-bf16 path (float32 instead of bf16 autocast) on any CPU, e.g. to measure it.
+BF16_ENV_VAR = "DETKIT_CPU_BF16"
+
+# /proc/cpuinfo flag -> the name detkit reports, in that order.
+_REPORTED_FLAGS = {"avx2": "AVX2", "avx512f": "AVX-512", "avx512_vnni": "AVX512-VNNI", "avx_vnni": "AVX-VNNI",
+                   "avx512_bf16": "AVX512-BF16", "amx_tile": "AMX"}
 
 
 def seed_all_rng(seed: Optional[int] = None) -> int:
@@ -82,9 +89,23 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 _warned_float32_fallback = set()  # the config keys already warned about in this process
 
 
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> List[str]:
+    """The vector-unit features of this CPU that decide detkit's speed (AVX2, AVX-512, VNNI,
+    AVX512-BF16, AMX), read from ``cpuinfo``; empty where it can't be read."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+    return [name for flag, name in _REPORTED_FLAGS.items() if flag in flags]
+
+
 def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); without it oneDNN emulates
-    bf16 and autocast runs slower than float32."""
+    """Whether detkit runs bf16 on this CPU: it computes bf16 natively (AVX512-BF16 or AMX), and
+    ``DETKIT_CPU_BF16`` is not ``0``. Without native bf16 oneDNN emulates it and autocast runs
+    slower than float32; ``DETKIT_CPU_BF16=0`` takes that no-bf16 path on any CPU."""
+    if os.environ.get(BF16_ENV_VAR, "").strip() == "0":
+        return False
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
