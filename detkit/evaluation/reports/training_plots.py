@@ -59,7 +59,7 @@ def _smooth(values: np.ndarray, weight: float = 0.8) -> np.ndarray:
     return out
 
 
-def plot_losses(runs: Mapping[str, Sequence[Mapping[str, float]]], path: str) -> None:
+def plot_losses(runs: Mapping[str, Sequence[Mapping[str, float]]], path: str) -> Dict[str, List[str]]:
     """Draw ``losses.png`` for one run or several overlaid (one colour per run, labelled by its name).
 
     One panel per loss term (``total_loss`` first, with the LR on a second axis), raw values faint
@@ -69,6 +69,9 @@ def plot_losses(runs: Mapping[str, Sequence[Mapping[str, float]]], path: str) ->
     Args:
         runs: run label (its folder) -> its ``metrics.json`` records.
         path: the PNG to write.
+
+    Returns:
+        Each panel's title -> the labels of its legend (what was drawn).
 
     Raises:
         ValueError: when no run has any loss value.
@@ -121,3 +124,5 @@ def plot_losses(runs: Mapping[str, Sequence[Mapping[str, float]]], path: str) ->
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     save_figure(fig, path)
+    return {ax.get_title(): [t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
+            for ax in axes[:len(panels)]}
