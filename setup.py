@@ -22,6 +22,7 @@ setup(
         "pillow>=9.0",
         "numpy>=1.22",
         "matplotlib>=3.6,<4",
+        "tqdm>=4.29",
     ],
     extras_require={
         "dev": ["pytest>=7.3", "faster-coco-eval>=1.5"],

@@ -63,7 +63,7 @@ _C.MODEL.FCOS = CN()
 _C.MODEL.FCOS.NUM_CLASSES = 80
 # Feature levels the head runs on.
 _C.MODEL.FCOS.IN_FEATURES = ["p3", "p4", "p5"]
-# Name in HEAD_REGISTRY of the dense head.
+# Name in DENSE_HEAD_REGISTRY of the one-stage head.
 _C.MODEL.FCOS.HEAD_NAME = "FCOSHead"
 # Convs in each of the classification and box towers.
 _C.MODEL.FCOS.NUM_CONVS = 4
@@ -104,7 +104,7 @@ _C.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"
 _C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 0
 
 _C.MODEL.RPN = CN()
-# Name in HEAD_REGISTRY of the RPN head.
+# Name in RPN_HEAD_REGISTRY of the RPN head.
 _C.MODEL.RPN.HEAD_NAME = "StandardRPNHead"
 # Feature levels the RPN runs on.
 _C.MODEL.RPN.IN_FEATURES = ["p3", "p4", "p5"]
@@ -237,6 +237,8 @@ _C.DATALOADER.ASPECT_RATIO_GROUPING = True
 _C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"
 # Drop training images without annotations.
 _C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True
+# A training image that cannot be read: "raise" stops naming it; "skip" warns, counts it, uses the next.
+_C.DATALOADER.ON_BAD_IMAGE = "raise"
 
 # ---------------------------------------------------------------------------- solver
 _C.SOLVER = CN()
@@ -320,7 +322,8 @@ _C.LOG_PERIOD = 20
 _C.CUDNN_BENCHMARK = False
 
 # ---------------------------------------------------------------------------- speed
-# Run backbone and neck in channels_last memory format (faster convs on CPU and on tensor cores).
+# Run backbone and neck in channels_last memory format, with the input batch laid out NHWC (faster
+# convs on CPU and on tensor cores). The heads keep their own layout: FCOSHead runs NCHW on CPU.
 _C.MODEL.CHANNELS_LAST = False
 _C.TEST.AMP = CN()
 # Inference under autocast (as SOLVER.AMP) for backbone, neck and heads; post-processing stays fp32.

@@ -11,7 +11,7 @@ from typing import List, Optional
 import torch
 from torchvision.ops import batched_nms
 
-from .roi_align import _map
+from .thread_pool import parallel_map
 
 __all__ = ["batched_nms_parallel"]
 
@@ -58,5 +58,5 @@ def batched_nms_parallel(boxes: torch.Tensor, scores: torch.Tensor, idxs: torch.
         with torch.no_grad():
             return index[batched_nms(boxes[index], scores[index], idxs[index], iou_threshold)]
 
-    keep = torch.cat(_map(work, buckets))
+    keep = torch.cat(parallel_map(work, buckets))
     return keep[torch.sort(scores[keep], descending=True, stable=True).indices]

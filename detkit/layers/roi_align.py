@@ -7,34 +7,17 @@ channel slice per intra-op thread and runs torchvision's own kernels on the slic
 thread pool (they release the GIL), in the forward pass and in the backward pass. Results equal
 one ``roi_align`` call. On CUDA, with one thread, or with few boxes it is a plain ``roi_align`` call.
 """
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch.nn.modules.utils import _pair
 from torchvision.ops import roi_align
 
+from .thread_pool import parallel_map
+
 __all__ = ["roi_align_parallel"]
 
 MIN_ROIS = 32  # below this, thread hand-off costs more than it saves
-
-_pool: Optional[ThreadPoolExecutor] = None
-_pool_size = 0
-_pool_lock = threading.Lock()
-
-
-def _map(fn, items: List) -> List:
-    """``[fn(x) for x in items]`` on a shared pool of ``len(items)`` threads."""
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size != len(items):
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool, _pool_size = ThreadPoolExecutor(len(items), thread_name_prefix="detkit-roi-align"), len(items)
-        pool = _pool
-    return list(pool.map(fn, items))
-
 
 class _ChannelSplitRoIAlign(torch.autograd.Function):
     """RoIAlign of float32 NCHW features, each channel slice on its own thread (forward and backward)."""
@@ -50,7 +33,7 @@ class _ChannelSplitRoIAlign(torch.autograd.Function):
                 return torch.ops.torchvision.roi_align(part.contiguous(), rois, spatial_scale, oh, ow,
                                                        sampling_ratio, aligned)  # (M, C_part, oh, ow)
 
-        return torch.cat(_map(work, list(features.tensor_split(threads, dim=1))), dim=1)
+        return torch.cat(parallel_map(work, list(features.tensor_split(threads, dim=1))), dim=1)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -62,7 +45,7 @@ class _ChannelSplitRoIAlign(torch.autograd.Function):
                 return torch.ops.torchvision._roi_align_backward(grad.contiguous(), rois, spatial_scale, oh, ow, b,
                                                                  grad.shape[1], h, w, sampling_ratio, aligned)
 
-        grads = _map(work, list(grad_output.tensor_split(threads, dim=1)))
+        grads = parallel_map(work, list(grad_output.tensor_split(threads, dim=1)))
         return torch.cat(grads, dim=1), None, None, None, None, None, None
 
 

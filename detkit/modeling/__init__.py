@@ -2,7 +2,7 @@
 from .anchor_generator import ANCHOR_GENERATOR_REGISTRY
 from .backbone import BACKBONE_REGISTRY, build_backbone
 from .box_coder import BOX_CODER_REGISTRY
-from .dense_heads import HEAD_REGISTRY, build_head
+from .dense_heads import DENSE_HEAD_REGISTRY, RPN_HEAD_REGISTRY, build_dense_head, build_rpn_head
 from .matcher import MATCHER_REGISTRY
 from .meta_arch import META_ARCH_REGISTRY, build_model, detector_postprocess
 from .neck import NECK_REGISTRY, build_neck

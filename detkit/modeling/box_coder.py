@@ -7,6 +7,8 @@
 * ``LTRBBoxCoder``: FCOS's distances from a location (x, y) to the four sides of a box,
   ``(x - x0, y - y0, x1 - x, y1 - y)``, optionally divided by the location's stride.
 * ``centerness``: FCOS's centre-ness of LTRB distances.
+* ``box_regression_loss``: the summed smooth-L1 / L1 loss between predicted and target deltas
+  (the RPN's and the RoI box head's).
 
 All arithmetic runs in float32, whatever the input dtype or autocast state.
 """
@@ -14,11 +16,13 @@ import math
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from detkit.config import configurable
 from detkit.registry import Registry
 
-__all__ = ["BOX_CODER_REGISTRY", "Box2BoxTransform", "LTRBBoxCoder", "centerness", "build_box_coder"]
+__all__ = ["BOX_CODER_REGISTRY", "Box2BoxTransform", "LTRBBoxCoder", "centerness", "build_box_coder",
+           "box_regression_loss"]
 
 BOX_CODER_REGISTRY = Registry("BOX_CODER")
 BOX_CODER_REGISTRY.__doc__ = """Box coders: encode boxes as regression targets. Built by ``build_box_coder``."""
@@ -182,3 +186,13 @@ def build_box_coder(cfg, name: str, **kwargs):
     if kwargs:
         return cls(**kwargs)
     return cls(cfg)
+
+
+def box_regression_loss(pred_deltas: torch.Tensor, gt_deltas: torch.Tensor, loss_type: str,
+                        smooth_l1_beta: float) -> torch.Tensor:
+    """Summed smooth-L1 (``beta`` > 0) or L1 loss between (N, 4) predicted and target deltas."""
+    if loss_type == "smooth_l1" and smooth_l1_beta > 0:
+        return F.smooth_l1_loss(pred_deltas, gt_deltas, beta=smooth_l1_beta, reduction="sum")
+    if loss_type in ("smooth_l1", "l1"):
+        return F.l1_loss(pred_deltas, gt_deltas, reduction="sum")
+    raise ValueError(f"Unknown box regression loss type '{loss_type}'; use 'smooth_l1' or 'l1'.")

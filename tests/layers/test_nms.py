@@ -19,8 +19,8 @@ def test_same_kept_boxes_in_score_order(monkeypatch):
     boxes, scores, idxs = _data()
     expected = batched_nms(boxes, scores, idxs, 0.5)
     calls = []
-    real = nms_module._map
-    monkeypatch.setattr(nms_module, "_map", lambda fn, items: calls.append(len(items)) or real(fn, items))
+    real = nms_module.parallel_map
+    monkeypatch.setattr(nms_module, "parallel_map", lambda fn, items: calls.append(len(items)) or real(fn, items))
     keep = batched_nms_parallel(boxes, scores, idxs, 0.5, num_threads=2)
     assert calls == [2]
     assert torch.equal(keep, expected)  # scores are distinct, so the order is unique
@@ -38,7 +38,7 @@ def test_buckets_hold_whole_groups_balanced():
 
 def test_small_inputs_one_call(monkeypatch):
     boxes, scores, idxs = _data(n=500)
-    monkeypatch.setattr(nms_module, "_map", lambda fn, items: (_ for _ in ()).throw(AssertionError("pooled")))
+    monkeypatch.setattr(nms_module, "parallel_map", lambda fn, items: (_ for _ in ()).throw(AssertionError("pooled")))
     assert torch.equal(batched_nms_parallel(boxes, scores, idxs, 0.6, num_threads=2), batched_nms(boxes, scores, idxs, 0.6))
     one_group = torch.zeros(3000, dtype=torch.int64)
     boxes, scores, _ = _data()

@@ -17,13 +17,13 @@ def _data(num_rois=300, seed=0):
 
 def _spy_map(monkeypatch):
     calls = []
-    real = roi_align_module._map
+    real = roi_align_module.parallel_map
 
     def spy(fn, items):
         calls.append([tuple(x.shape) for x in items])
         return real(fn, items)
 
-    monkeypatch.setattr(roi_align_module, "_map", spy)
+    monkeypatch.setattr(roi_align_module, "parallel_map", spy)
     return calls
 
 
@@ -60,7 +60,7 @@ def test_reduced_precision_and_channels_last_inputs():
 
 def test_few_boxes_or_one_thread_take_the_plain_call(monkeypatch):
     features, rois = _data(num_rois=20)
-    monkeypatch.setattr(roi_align_module, "_map", lambda fn, items: (_ for _ in ()).throw(AssertionError("pooled")))
+    monkeypatch.setattr(roi_align_module, "parallel_map", lambda fn, items: (_ for _ in ()).throw(AssertionError("pooled")))
     assert torch.equal(roi_align_parallel(features, rois, 7, 1 / 8, 2, True, num_threads=2),  # 20 < MIN_ROIS
                        roi_align(features, rois, 7, 1 / 8, 2, True))
     features, rois = _data()

@@ -7,7 +7,7 @@ from torch import nn
 
 from detkit.config import get_cfg
 from detkit.layers import ShapeSpec
-from detkit.modeling.dense_heads import HEAD_REGISTRY, build_head
+from detkit.modeling.dense_heads import DENSE_HEAD_REGISTRY, build_dense_head
 from detkit.modeling.dense_heads.fcos_head import FCOSHead
 
 SHAPES = [ShapeSpec(channels=32, stride=s) for s in (8, 16, 32)]
@@ -57,14 +57,14 @@ def test_fcos_head_errors_name_the_cause():
 
 
 def test_fcos_head_from_config_via_registry():
-    assert "FCOSHead" in HEAD_REGISTRY.names()
+    assert "FCOSHead" in DENSE_HEAD_REGISTRY.names()
     cfg = get_cfg()
     cfg.MODEL.FCOS.NUM_CLASSES = 7
     cfg.MODEL.FCOS.NUM_CONVS = 2
     cfg.MODEL.FCOS.HEAD_NORM = ""
     cfg.MODEL.FCOS.USE_SCALE = False
     shapes = {"p3": SHAPES[0], "p4": SHAPES[1], "p5": SHAPES[2]}
-    head = build_head(cfg, "FCOSHead", shapes)
+    head = build_dense_head(cfg, "FCOSHead", shapes)
     assert head.cls_logits.out_channels == 7
     assert sum(isinstance(m, nn.Conv2d) for m in head.bbox_tower) == 2
     assert head.scales is None

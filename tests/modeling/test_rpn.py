@@ -9,7 +9,7 @@ from detkit.config import get_cfg
 from detkit.layers import ShapeSpec
 from detkit.modeling.anchor_generator import DefaultAnchorGenerator
 from detkit.modeling.box_coder import Box2BoxTransform
-from detkit.modeling.dense_heads import HEAD_REGISTRY, StandardRPNHead
+from detkit.modeling.dense_heads import RPN_HEAD_REGISTRY, StandardRPNHead
 from detkit.modeling.matcher import Matcher
 from detkit.modeling.proposal_generator import RPN, build_proposal_generator, find_top_rpn_proposals
 from detkit.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
@@ -209,7 +209,7 @@ SHAPES = {"p3": ShapeSpec(channels=8, stride=8), "p4": ShapeSpec(channels=8, str
 def test_rpn_from_config_runs_on_three_levels():
     cfg = _cfg()
     rpn = build_proposal_generator(cfg, SHAPES).eval()
-    assert HEAD_REGISTRY.get("StandardRPNHead") is StandardRPNHead
+    assert RPN_HEAD_REGISTRY.get("StandardRPNHead") is StandardRPNHead
     assert rpn.anchor_generator.num_cell_anchors == [3, 3, 3]
     assert rpn.anchor_matcher.allow_low_quality_matches
     feats = {"p3": torch.randn(2, 8, 8, 8), "p4": torch.randn(2, 8, 4, 4), "p5": torch.randn(2, 8, 2, 2)}

@@ -1,4 +1,4 @@
-"""Dense heads: FCOSHead and StandardRPNHead."""
-from .build import HEAD_REGISTRY, build_head
+"""Dense heads: FCOSHead (DENSE_HEAD_REGISTRY) and StandardRPNHead (RPN_HEAD_REGISTRY)."""
+from .build import DENSE_HEAD_REGISTRY, RPN_HEAD_REGISTRY, build_dense_head, build_rpn_head
 from .fcos_head import FCOSHead
 from .rpn_head import StandardRPNHead

@@ -9,7 +9,7 @@ from torch import nn
 from detkit.config import configurable
 from detkit.layers import ShapeSpec, get_norm
 
-from .build import HEAD_REGISTRY
+from .build import DENSE_HEAD_REGISTRY
 
 __all__ = ["FCOSHead", "Scale"]
 
@@ -38,7 +38,7 @@ def _tower(in_channels: int, num_convs: int, norm: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-@HEAD_REGISTRY.register()
+@DENSE_HEAD_REGISTRY.register()
 class FCOSHead(nn.Module):
     """The FCOS head, shared by every feature level.
 

@@ -7,12 +7,12 @@ from torch import nn
 from detkit.config import configurable
 from detkit.layers import ShapeSpec
 
-from .build import HEAD_REGISTRY
+from .build import RPN_HEAD_REGISTRY
 
 __all__ = ["StandardRPNHead"]
 
 
-@HEAD_REGISTRY.register()
+@RPN_HEAD_REGISTRY.register()
 class StandardRPNHead(nn.Module):
     """The RPN head of Faster R-CNN: per location and anchor, one objectness logit and 4 deltas."""
 

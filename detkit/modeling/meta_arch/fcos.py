@@ -8,16 +8,14 @@ from torchvision.ops import batched_nms
 
 from detkit.config import configurable
 from detkit.modeling.anchor_generator import build_anchor_generator
-from detkit.modeling.backbone import build_backbone
 from detkit.modeling.box_coder import build_box_coder
-from detkit.modeling.dense_heads import build_head
+from detkit.modeling.dense_heads import build_dense_head
 from detkit.modeling.matcher import build_matcher
-from detkit.modeling.neck import build_neck
 from detkit.structures import Boxes, ImageList, Instances
 
+from .base import DetectorBase
 from .build import META_ARCH_REGISTRY
 from .fcos_losses import LossNormalizer, fcos_losses, gather_fcos_targets
-from .processing import detector_postprocess, inference_autocast, preprocess_images
 
 __all__ = ["FCOS", "fcos_inference"]
 
@@ -97,12 +95,11 @@ def fcos_inference(
 
 
 @META_ARCH_REGISTRY.register()
-class FCOS(nn.Module):
+class FCOS(DetectorBase):
     """FCOS (Tian et al., 2019): per-location classification, LTRB regression and centerness.
 
-    Input / output follow DESIGN.md: a list of dicts with "image" (uint8, C x H x W), "height",
-    "width" and, in training, "instances" (gt_boxes, gt_classes); training returns
-    {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr"}, eval returns [{"instances": Instances}].
+    Inputs and outputs follow :class:`DetectorBase`'s contract; training returns
+    {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr"}.
     """
 
     @configurable
@@ -125,10 +122,7 @@ class FCOS(nn.Module):
         test_topk_candidates: int = 1000,
         test_nms_thresh: float = 0.6,
         max_detections_per_image: int = 100,
-        pixel_mean: Sequence[float],
-        pixel_std: Sequence[float],
-        channels_last: bool = False,
-        amp_inference: bool = False,
+        **base_kwargs,
     ):
         """
         Args:
@@ -144,17 +138,13 @@ class FCOS(nn.Module):
             box_loss_type: "giou" (on decoded boxes) or "l1" (on stride-normalised LTRB).
             loss_normalizer_momentum: momentum of the EMA of the positive count.
             test_score_thresh, test_topk_candidates, test_nms_thresh, max_detections_per_image: inference.
-            pixel_mean, pixel_std: per-channel normalisation, in the input's channel order.
-            channels_last: run backbone and neck in channels_last memory format (MODEL.CHANNELS_LAST).
-            amp_inference: in eval mode, run backbone, neck and head under autocast (bf16 on CPU, fp16 on
-                CUDA; TEST.AMP.ENABLED); post-processing stays float32.
+            base_kwargs: ``pixel_mean``, ``pixel_std``, ``input_format``, ``channels_last`` and
+                ``amp_inference``, as :class:`DetectorBase` takes them.
         """
-        super().__init__()
+        super().__init__(backbone=backbone, neck=neck, **base_kwargs)
         if box_loss_type not in ("giou", "l1"):
             raise ValueError(f"Unknown FCOS box loss type '{box_loss_type}' (MODEL.FCOS.BOX_LOSS_TYPE); "
                              "use 'giou' or 'l1'.")
-        self.backbone = backbone
-        self.neck = neck
         self.head = head
         self.head_in_features = list(head_in_features)
         shapes = neck.output_shape()
@@ -175,27 +165,16 @@ class FCOS(nn.Module):
         self.test_topk_candidates = test_topk_candidates
         self.test_nms_thresh = test_nms_thresh
         self.max_detections_per_image = max_detections_per_image
-        self.size_divisibility = max(int(getattr(backbone, "size_divisibility", 0) or 0),
-                                     int(getattr(neck, "size_divisibility", 0) or 0), max(self.strides))
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
-        self.channels_last = bool(channels_last)
-        self.amp_inference = bool(amp_inference)
-        if self.channels_last:  # the head keeps NCHW weights (see FCOSHead.forward)
-            self.backbone.to(memory_format=torch.channels_last)
-            self.neck.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_config(cls, cfg):
-        backbone = build_backbone(cfg)
-        neck = build_neck(cfg, backbone.output_shape())
-        shapes = neck.output_shape()
+        base = DetectorBase.base_config(cfg)
+        shapes = base["neck"].output_shape()
         in_features = list(cfg.MODEL.FCOS.IN_FEATURES)
         head_shapes = [shapes[f] for f in in_features if f in shapes]
         return {
-            "backbone": backbone,
-            "neck": neck,
-            "head": build_head(cfg, cfg.MODEL.FCOS.HEAD_NAME, head_shapes),
+            **base,
+            "head": build_dense_head(cfg, cfg.MODEL.FCOS.HEAD_NAME, head_shapes),
             "head_in_features": in_features,
             "point_generator": build_anchor_generator(cfg, head_shapes, name="PointGenerator"),
             "matcher": build_matcher(cfg, cfg.MODEL.FCOS.MATCHER),
@@ -209,41 +188,24 @@ class FCOS(nn.Module):
             "test_topk_candidates": cfg.MODEL.FCOS.TOPK_CANDIDATES_TEST,
             "test_nms_thresh": cfg.MODEL.FCOS.NMS_THRESH_TEST,
             "max_detections_per_image": cfg.TEST.DETECTIONS_PER_IMAGE,
-            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
-            "pixel_std": cfg.MODEL.PIXEL_STD,
-            "channels_last": cfg.MODEL.CHANNELS_LAST,
-            "amp_inference": cfg.TEST.AMP.ENABLED,
         }
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     def forward(self, batched_inputs: List[Dict]):
         """Losses in training mode, one {"instances": Instances} per image in eval mode (original size)."""
-        images = preprocess_images(batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility,
-                                   channels_last=self.channels_last)
-        amp = self.amp_inference and not self.training
-        with inference_autocast(self.device, amp):
-            features = self.neck(self.backbone(images.tensor))
+        gt_instances = self.ground_truth(batched_inputs) if self.training else None
+        images = self.preprocess_image(batched_inputs)
+        with self.network_autocast():
+            features = self.extract_features(images)
             features = [features[f] for f in self.head_in_features]
             logits, bbox_reg, ctrness = self.head(features)
-        if amp:  # decode, top-k and NMS in float32
+        if not self.training:  # decode, top-k and NMS in float32 (a no-op without autocast)
             logits, bbox_reg, ctrness = ([x.float() for x in xs] for xs in (logits, bbox_reg, ctrness))
         points = self.point_generator(features)  # per level (H_l*W_l, 2)
 
         if self.training:
-            missing = [i for i, x in enumerate(batched_inputs) if "instances" not in x]
-            if missing:
-                ids = [batched_inputs[i].get("image_id", i) for i in missing]
-                raise ValueError(f"FCOS in training mode needs 'instances' (gt_boxes, gt_classes) in every input; "
-                                 f"images {ids} have none. Use DatasetMapper(cfg, is_train=True), or call model.eval().")
-            gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
             return self.losses(points, logits, bbox_reg, ctrness, gt_instances)
-
         results = self.inference(images, points, logits, bbox_reg, ctrness)
-        return [{"instances": detector_postprocess(r, x.get("height", r.image_size[0]), x.get("width", r.image_size[1]))}
-                for r, x in zip(results, batched_inputs)]
+        return self.postprocess(results, batched_inputs)
 
     def _level_layout(self, points: List[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """All levels' locations (N, 2), their strides (N,) and level ids (N,) int64, concatenated."""

@@ -11,26 +11,16 @@ from detkit.layers import ShapeSpec, select_shapes
 from detkit.structures import Boxes, ImageList, Instances, pairwise_iou
 
 from ..anchor_generator import build_anchor_generator
-from ..box_coder import build_box_coder
-from ..dense_heads import build_head
+from ..box_coder import box_regression_loss, build_box_coder
+from ..dense_heads import build_rpn_head
 from ..matcher import build_matcher
 from ..sampling import subsample_labels
 from .build import PROPOSAL_GENERATOR_REGISTRY
 from .proposal_utils import find_top_rpn_proposals
 
-__all__ = ["RPN", "box_regression_loss"]
+__all__ = ["RPN"]
 
 logger = logging.getLogger(__name__)
-
-
-def box_regression_loss(pred_deltas: torch.Tensor, gt_deltas: torch.Tensor, loss_type: str,
-                        smooth_l1_beta: float) -> torch.Tensor:
-    """Summed smooth-L1 (``beta`` > 0) or L1 loss between (N, 4) predicted and target deltas."""
-    if loss_type == "smooth_l1" and smooth_l1_beta > 0:
-        return F.smooth_l1_loss(pred_deltas, gt_deltas, beta=smooth_l1_beta, reduction="sum")
-    if loss_type in ("smooth_l1", "l1"):
-        return F.l1_loss(pred_deltas, gt_deltas, reduction="sum")
-    raise ValueError(f"Unknown box regression loss type '{loss_type}'; use 'smooth_l1' or 'l1'.")
 
 
 @PROPOSAL_GENERATOR_REGISTRY.register()
@@ -98,7 +88,7 @@ class RPN(nn.Module):
         shapes = select_shapes(input_shape, in_features, "MODEL.RPN.IN_FEATURES")
         return {
             "in_features": in_features,
-            "head": build_head(cfg, cfg.MODEL.RPN.HEAD_NAME, shapes),
+            "head": build_rpn_head(cfg, shapes),
             "anchor_generator": build_anchor_generator(cfg, shapes),
             "anchor_matcher": build_matcher(cfg, "Matcher", thresholds=cfg.MODEL.RPN.IOU_THRESHOLDS,
                                             labels=cfg.MODEL.RPN.IOU_LABELS, allow_low_quality_matches=True),

@@ -9,9 +9,8 @@ from detkit.config import configurable
 from detkit.layers import ShapeSpec, batched_nms_parallel
 from detkit.structures import Boxes, Instances
 
-from ..box_coder import build_box_coder
+from ..box_coder import box_regression_loss, build_box_coder
 from ..proposal_generator.proposal_utils import topk_per_image
-from ..proposal_generator.rpn import box_regression_loss
 
 __all__ = ["FastRCNNOutputLayers", "fast_rcnn_inference"]
 
