@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 _ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
            "/index.html": ("index.html", "text/html; charset=utf-8"),
            "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
-           "/static/style.css": ("style.css", "text/css; charset=utf-8")}
+           "/static/style.css": ("style.css", "text/css; charset=utf-8"),
+           "/static/favicon.svg": ("favicon.svg", "image/svg+xml")}
 _INDEX_ROUTE = re.compile(r"^/(img|thumb|api/images)/([0-9]{1,9})$")
 # The page may load only its own files and images: nothing from the internet.
 _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff",

@@ -20,7 +20,6 @@ import io
 import numpy as np
 from PIL import Image
 
-
 NAME = "browser_toy"
 CLASSES = ["cat", "dog", "bird"]
 COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40), (40, 220, 220)]

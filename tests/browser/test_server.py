@@ -38,12 +38,12 @@ def test_summary_and_page(toy_server):
     assert code == 200 and headers["Content-Type"].startswith("text/html")
     assert b'<script src="/static/app.js"></script>' in body
     assert "default-src 'self'" in headers["Content-Security-Policy"]
-    for asset in ("/static/app.js", "/static/style.css"):
+    for asset in ("/static/app.js", "/static/style.css", "/static/favicon.svg"):
         assert request(toy_server, asset)[0] == 200
 
 
 def test_the_page_loads_nothing_from_the_internet(toy_server):
-    for path in ("/", "/static/app.js", "/static/style.css"):
+    for path in ("/", "/static/app.js", "/static/style.css", "/static/favicon.svg"):
         body = request(toy_server, path)[2].decode()
         urls = set(re.findall(r"(?:https?:)?//[\w.-]+\.\w+[^\s\"'`)]*", body))
         assert urls <= {"http://www.w3.org/2000/svg"}, (path, urls)  # the SVG namespace is a name, not a load
