@@ -50,3 +50,40 @@ def coco_results():
 def mean_colour(jpeg_bytes: bytes):
     image = Image.open(io.BytesIO(jpeg_bytes))
     return image.size, np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3).mean(axis=0)
+
+
+def write_toy_run(folder, dataset_name: str = "browser_toy_run", report_thresh: float = 0.4):
+    """A finished run's folder for the toy dataset, as a COCO json registered by a plugin the config names.
+
+    Writes ``images/``, ``annotations.json`` (category ids 1..3), ``toy_plugin.py``, ``config.yaml``
+    (``PLUGINS``, ``DATASETS.TEST``, ``TEST.REPORT_CONF_THRESH``) and
+    ``inference/<dataset_name>/coco_instances_results.json``. Returns the folder.
+    """
+    import json
+    import os
+
+    images_dir = os.path.join(folder, "images")
+    os.makedirs(images_dir, exist_ok=True)
+    images, annotations = [], []
+    for i, ((w, h), colour) in enumerate(zip(SIZES, COLOURS)):
+        Image.new("RGB", (w, h), colour).save(os.path.join(images_dir, f"img{i}.png"))
+        images.append({"id": IMAGE_IDS[i], "file_name": f"img{i}.png", "width": w, "height": h})
+        for c, b, crowd in GT[i]:
+            annotations.append({"id": len(annotations) + 1, "image_id": IMAGE_IDS[i], "category_id": c + 1,
+                                "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "iscrowd": crowd,
+                                "area": float((b[2] - b[0]) * (b[3] - b[1]))})
+    json_file = os.path.join(folder, "annotations.json")
+    with open(json_file, "w") as f:
+        json.dump({"images": images, "annotations": annotations,
+                   "categories": [{"id": k + 1, "name": n} for k, n in enumerate(CLASSES)]}, f)
+    with open(os.path.join(folder, "toy_plugin.py"), "w") as f:
+        f.write("from detkit.data.datasets import register_coco_instances\n\n"
+                f"register_coco_instances({dataset_name!r}, {{}}, {json_file!r}, {images_dir!r})\n")
+    with open(os.path.join(folder, "config.yaml"), "w") as f:
+        f.write(f'PLUGINS: ["toy_plugin.py"]\nDATASETS:\n  TEST: ["{dataset_name}"]\n'
+                f"TEST:\n  REPORT_CONF_THRESH: {report_thresh}\nOUTPUT_DIR: {folder}\n")
+    inference = os.path.join(folder, "inference", dataset_name)
+    os.makedirs(inference, exist_ok=True)
+    with open(os.path.join(inference, "coco_instances_results.json"), "w") as f:
+        json.dump([dict(r, category_id=r["category_id"] + 1) for r in coco_results()], f)
+    return str(folder)
