@@ -2,7 +2,6 @@
 the server in a thread, and every route timed over one keep-alive connection."""
 import http.client
 import logging
-import os
 import statistics
 import time
 from typing import Dict, List, Sequence

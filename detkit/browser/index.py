@@ -10,7 +10,6 @@ boxes whether or not the lower ones take part. At ``t`` a prediction counts if i
 the prediction that took it is ``>= t`` (``gt_match_score``).
 """
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
@@ -58,7 +57,7 @@ class BrowserIndex:
         pred_iou: (P,) float32 IoU with ``pred_overlap_gt``; pred_overlap_gt: (P,) int64 ground-truth
             index (in the gt arrays) of the matched box, or of the one that decided the category, or -1.
         has_results: whether predictions were given.
-        results_file: their file, if any.
+        results_file: their file as given, if any.
         scores: COCOeval's ``{"bbox": {"AP": ...}}`` of the predictions, or None.
         default_score: the threshold the page starts with.
         build_seconds: how long building took (matching and COCOeval included).
@@ -199,7 +198,7 @@ def build_index(dataset_name: str, coco_results: Optional[List[Dict]] = None, re
         pred_classes=np.asarray([to_contiguous[d["category_id"]] for d in dets], dtype=np.int64),
         pred_status=pred_status, pred_category=pred_category, pred_iou=pred_iou, pred_overlap_gt=pred_overlap_gt,
         has_results=coco_results is not None,
-        results_file=os.path.abspath(results_file) if results_file else None, scores=scores,
+        results_file=results_file, scores=scores,
         default_score=float(default_score))
     index.build_seconds = time.perf_counter() - tic
     logger.info("Indexed '%s': %d images, %d boxes, %d predictions in %.2f s.", dataset_name, num_images, num_gt,

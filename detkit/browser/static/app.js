@@ -85,6 +85,7 @@ function boxesSvg(width, height, gt, pred, labels) {
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("class", "boxes");
+  const fontSize = Math.max(width, height) / 45;  // in image pixels: labels keep their size relative to the image
   const add = (b, kind, status, text) => {
     const [x0, y0, x1, y1] = b.box;
     const r = document.createElementNS(SVG_NS, "rect");
@@ -92,6 +93,7 @@ function boxesSvg(width, height, gt, pred, labels) {
     r.setAttribute("width", Math.max(0, x1 - x0)); r.setAttribute("height", Math.max(0, y1 - y0));
     r.setAttribute("class", `box ${kind} ${status}`);
     r.setAttribute("stroke", colour(b.class));
+    r.setAttribute("color", colour(b.class));  // currentColor: the fill of a missed box
     r.setAttribute("vector-effect", "non-scaling-stroke");
     r.setAttribute("data-class", b.class);
     r.setAttribute("data-id", b.id);
@@ -102,8 +104,9 @@ function boxesSvg(width, height, gt, pred, labels) {
     svg.appendChild(r);
     if (labels) {
       const t = document.createElementNS(SVG_NS, "text");
-      t.setAttribute("x", x0 + 2); t.setAttribute("y", y0 > 14 ? y0 - 3 : y1 + 12);
+      t.setAttribute("x", x0 + 1); t.setAttribute("y", y0 > fontSize ? y0 - fontSize / 4 : y1 + fontSize);
       t.setAttribute("class", `label ${kind}`); t.setAttribute("fill", colour(b.class));
+      t.setAttribute("font-size", fontSize);
       t.textContent = kind === "pred" ? `${summary.classes[b.class]} ${b.score.toFixed(2)}` : "";
       if (t.textContent) svg.appendChild(t);
     }
@@ -285,7 +288,7 @@ function detailTable(item) {
     tr.addEventListener("mouseleave", () => highlight(kind, b.id, false));
     table.appendChild(tr);
   };
-  item.pred.forEach((b) => row(b, "pred"));
+  item.pred.slice().sort((a, b) => b.score - a.score).forEach((b) => row(b, "pred"));
   item.gt.forEach((b) => row(b, "gt"));
 }
 
