@@ -197,6 +197,14 @@ def match_coco_results(gt: Dict, coco_results: Iterable[Dict], to_dataset_id: Di
         (COCO image id, ``ImageMatch``) in the order of ``gt["images"]``.
     """
     to_contiguous = {d: c for c, d in to_dataset_id.items()}
+
+    def contiguous(items: List[Dict], image_id: int) -> List[int]:
+        unknown = sorted({i["category_id"] for i in items} - set(to_contiguous))
+        if unknown:
+            raise ValueError(f"Image {image_id} has category ids {unknown}, which are not among the dataset's "
+                             f"{sorted(to_contiguous)}. Are the results or annotations from another dataset?")
+        return [to_contiguous[i["category_id"]] for i in items]
+
     anns_by_image: Dict[int, List[Dict]] = {}
     for ann in gt.get("annotations", []):
         anns_by_image.setdefault(ann["image_id"], []).append(ann)
@@ -207,9 +215,8 @@ def match_coco_results(gt: Dict, coco_results: Iterable[Dict], to_dataset_id: Di
         anns = anns_by_image.get(image["id"], [])
         dets = dets_by_image.get(image["id"], [])
         yield image["id"], match_image(
-            _xyxy([d["bbox"] for d in dets]), [d["score"] for d in dets],
-            [to_contiguous[d["category_id"]] for d in dets],
-            _xyxy([a["bbox"] for a in anns]), [to_contiguous[a["category_id"]] for a in anns],
+            _xyxy([d["bbox"] for d in dets]), [d["score"] for d in dets], contiguous(dets, image["id"]),
+            _xyxy([a["bbox"] for a in anns]), contiguous(anns, image["id"]),
             [bool(a.get("iscrowd", 0)) for a in anns], score_thresh, iou_thresh, bkg_thresh)
 
 
