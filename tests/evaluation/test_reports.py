@@ -13,7 +13,7 @@ from detkit.evaluation import COCOEvaluator
 from detkit.evaluation.coco_eval_backend import run_coco_eval
 from detkit.evaluation.coco_evaluation import CocoEvalResults
 from detkit.evaluation.reports import (
-    match_image, replot_run, write_dataset_report, write_evaluation_report, write_loss_plot,
+    match_coco_results, match_image, replot_run, write_dataset_report, write_evaluation_report, write_loss_plot,
 )
 from detkit.evaluation.reports import report as report_module
 from evaluation_testdata import CLASS_NAMES, DATASET_IDS, model_outputs
@@ -196,3 +196,11 @@ def test_replot_run_names_the_missing_results_file(tmp_path, register):
     name, _, _ = _hand_built_case(tmp_path, register)
     with pytest.raises(FileNotFoundError, match=f"inference/{name}/coco_instances_results.json does not exist"):
         replot_run(str(tmp_path), [name])
+
+
+def test_match_coco_results_names_an_unknown_category(tmp_path, register):
+    _, gt, dets = _hand_built_case(tmp_path, register)
+    dets = dets + [{"image_id": 2, "category_id": 99, "bbox": [0, 0, 5, 5], "score": 0.9}]
+    with pytest.raises(ValueError, match=r"Image 2 has category ids \[99\], which are not among the dataset's "
+                                         r"\[1, 3, 7\]"):
+        list(match_coco_results(gt, dets, dict(enumerate(DATASET_IDS))))

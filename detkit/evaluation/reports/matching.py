@@ -18,7 +18,7 @@ result). Per image:
 5. Non-crowd ground truth left unmatched is missed.
 """
 from dataclasses import dataclass
-from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -60,26 +60,32 @@ class ImageMatch:
     gt_crowd: torch.Tensor
 
 
-def _crowd_coverage(pred_boxes: torch.Tensor, crowd_boxes: torch.Tensor) -> torch.Tensor:
+def _crowd_coverage(pred_boxes: np.ndarray, crowd_boxes: np.ndarray) -> np.ndarray:
     """COCO's IoU against crowd regions (intersection over the prediction's area), via pycocotools. (N, C)."""
     if len(pred_boxes) == 0 or len(crowd_boxes) == 0:
-        return torch.zeros(len(pred_boxes), len(crowd_boxes))
+        return np.zeros((len(pred_boxes), len(crowd_boxes)))
 
-    def xywh(b: torch.Tensor) -> np.ndarray:
-        b = b.double()
-        return torch.cat([b[:, :2], b[:, 2:] - b[:, :2]], dim=1).numpy()
+    def xywh(b: np.ndarray) -> np.ndarray:
+        b = b.astype(np.float64)
+        return np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)
 
     cover = mask_utils.iou(xywh(pred_boxes), xywh(crowd_boxes), [1] * len(crowd_boxes))
-    return torch.as_tensor(np.asarray(cover), dtype=torch.float32).reshape(len(pred_boxes), len(crowd_boxes))
+    return np.asarray(cover, dtype=np.float64).reshape(len(pred_boxes), len(crowd_boxes))
+
+
+def _array(values, dtype, shape) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    return np.asarray(values, dtype=dtype).reshape(shape)
 
 
 def match_image(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, pred_classes: torch.Tensor,
-                gt_boxes: torch.Tensor, gt_classes: torch.Tensor, gt_crowd: torch.Tensor = None,
+                gt_boxes: torch.Tensor, gt_classes: torch.Tensor, gt_crowd: Optional[torch.Tensor] = None,
                 score_thresh: float = 0.0, iou_thresh: float = 0.5, bkg_thresh: float = 0.1) -> ImageMatch:
     """Match one image's predictions to its ground truth (see the module docstring for the rules).
 
     Args:
-        pred_boxes: (N, 4) XYXY predictions.
+        pred_boxes: (N, 4) XYXY predictions (tensors, arrays or lists).
         pred_scores: (N,) their scores.
         pred_classes: (N,) their contiguous classes.
         gt_boxes: (G, 4) XYXY ground truth, same coordinates.
@@ -92,89 +98,88 @@ def match_image(pred_boxes: torch.Tensor, pred_scores: torch.Tensor, pred_classe
     Returns:
         An ``ImageMatch``.
     """
-    pred_boxes = torch.as_tensor(pred_boxes, dtype=torch.float32).reshape(-1, 4)
-    pred_scores = torch.as_tensor(pred_scores, dtype=torch.float32).reshape(-1)
-    pred_classes = torch.as_tensor(pred_classes, dtype=torch.int64).reshape(-1)
-    gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
-    gt_classes = torch.as_tensor(gt_classes, dtype=torch.int64).reshape(-1)
+    pred_boxes = _array(pred_boxes, np.float32, (-1, 4))
+    scores = _array(pred_scores, np.float32, (-1,))
+    classes = _array(pred_classes, np.int64, (-1,))
+    gt_boxes = _array(gt_boxes, np.float32, (-1, 4))
+    gt_cls = _array(gt_classes, np.int64, (-1,))
     num_pred, num_gt = len(pred_boxes), len(gt_boxes)
-    if not (len(pred_scores) == len(pred_classes) == num_pred and len(gt_classes) == num_gt):
-        raise ValueError(f"match_image: {num_pred} pred_boxes, {len(pred_scores)} scores, {len(pred_classes)} "
-                         f"classes; {num_gt} gt_boxes, {len(gt_classes)} gt_classes. Each set must have one per box.")
-    crowd = torch.zeros(num_gt, dtype=torch.bool) if gt_crowd is None else torch.as_tensor(gt_crowd).bool()
-    crowd = crowd.reshape(-1)
+    if not (len(scores) == len(classes) == num_pred and len(gt_cls) == num_gt):
+        raise ValueError(f"match_image: {num_pred} pred_boxes, {len(scores)} scores, {len(classes)} "
+                         f"classes; {num_gt} gt_boxes, {len(gt_cls)} gt_classes. Each set must have one per box.")
+    crowd = np.zeros(num_gt, dtype=bool) if gt_crowd is None else _array(gt_crowd, bool, (-1,))
 
-    iou = box_iou(pred_boxes, gt_boxes)  # (N, G)
+    iou = box_iou(torch.from_numpy(pred_boxes), torch.from_numpy(gt_boxes)).numpy()  # (N, G)
     iou[:, crowd] = -1.0  # crowd boxes overlap nothing here; they are handled below
-    same = pred_classes[:, None] == gt_classes[None, :]  # (N, G)
-    kept = pred_scores >= score_thresh
-    matched = torch.full((num_pred,), -1, dtype=torch.int64)
+    same = classes[:, None] == gt_cls[None, :]  # (N, G)
+    kept = scores >= score_thresh
+    matched = np.full(num_pred, -1, dtype=np.int64)
 
-    # Greedy one-to-one matching, highest score first: inherently sequential, on small numpy arrays.
-    order = torch.argsort(pred_scores, descending=True, stable=True)
-    order = order[kept[order]].tolist()
-    iou_np, same_np = iou.numpy(), same.numpy()
+    # Greedy one-to-one matching, highest score first: inherently sequential (as in COCOeval).
+    order = np.argsort(-scores, kind="stable")
+    contenders = kept & (iou >= iou_thresh).any(axis=1)  # the others can match nothing
     free = np.ones(num_gt, dtype=bool)
-    matched_np = matched.numpy()
-    for i in order:
-        candidates = free & (iou_np[i] >= iou_thresh)
+    for i in order[contenders[order]]:
+        candidates = free & (iou[i] >= iou_thresh)
         if not candidates.any():
             continue
-        own = candidates & same_np[i]
-        pool = own if own.any() else candidates
-        j = int(np.argmax(np.where(pool, iou_np[i], -2.0)))
-        matched_np[i] = j
+        own = candidates & same[i]
+        j = int(np.argmax(np.where(own if own.any() else candidates, iou[i], -2.0)))
+        matched[i] = j
         free[j] = False
 
+    rows = np.arange(num_pred)
     has_match = matched >= 0
-    status = np.where(kept.numpy(), "fp", "below_thresh").astype(object)
+    status = np.where(kept, "fp", "below_thresh").astype(object)
     category = np.full(num_pred, "", dtype=object)
-    overlap = matched.clone()
-    best_iou = torch.zeros(num_pred)
+    overlap = matched.copy()
+    best_iou = np.zeros(num_pred, dtype=np.float32)
     if num_gt:
-        idx = matched.clamp(min=0)
-        best_iou = torch.where(has_match, iou[torch.arange(num_pred), idx], best_iou)
-        true_pos = has_match & same[torch.arange(num_pred), idx]
-        status[true_pos.numpy()] = "tp"
-        category[(has_match & ~true_pos).numpy()] = "cls"
+        idx = np.maximum(matched, 0)
+        best_iou[has_match] = iou[rows, idx][has_match]
+        true_pos = has_match & same[rows, idx]
+        status[true_pos] = "tp"
+        category[has_match & ~true_pos] = "cls"
 
         unmatched = kept & ~has_match
-        crowd_cover = torch.zeros(num_pred, num_gt)
+        crowd_cover = np.zeros((num_pred, num_gt))
         crowd_cover[:, crowd] = _crowd_coverage(pred_boxes, gt_boxes[crowd])
-        ignored = unmatched & ((crowd_cover >= iou_thresh) & same).any(dim=1)
-        status[ignored.numpy()] = "ignored"
+        ignored = unmatched & ((crowd_cover >= iou_thresh) & same).any(axis=1)
+        status[ignored] = "ignored"
 
-        own_iou, own_idx = torch.where(same, iou, -1.0).max(dim=1)  # (N,)
-        other_iou, other_idx = torch.where(~same, iou, -1.0).max(dim=1)
-        fp = unmatched & ~ignored
-        rules = [("dupe", own_iou >= iou_thresh, own_idx, own_iou),
-                 ("cls", other_iou >= iou_thresh, other_idx, other_iou),
-                 ("loc", own_iou >= bkg_thresh, own_idx, own_iou),
-                 ("both", other_iou >= bkg_thresh, other_idx, other_iou)]
-        left = fp.clone()
-        for name, holds, gt_idx, value in rules:
-            hit = left & holds
-            category[hit.numpy()] = name
+        own_iou = np.where(same, iou, -1.0)
+        other_iou = np.where(~same, iou, -1.0)
+        own_idx, other_idx = own_iou.argmax(axis=1), other_iou.argmax(axis=1)
+        own_iou, other_iou = own_iou[rows, own_idx], other_iou[rows, other_idx]
+        left = unmatched & ~ignored
+        for name, value, gt_idx, thresh in (("dupe", own_iou, own_idx, iou_thresh),
+                                            ("cls", other_iou, other_idx, iou_thresh),
+                                            ("loc", own_iou, own_idx, bkg_thresh),
+                                            ("both", other_iou, other_idx, bkg_thresh)):
+            hit = left & (value >= thresh)
+            category[hit] = name
             overlap[hit] = gt_idx[hit]
             best_iou[hit] = value[hit]
             left &= ~hit
-        category[left.numpy()] = "bkg"
-        any_iou, any_idx = iou.max(dim=1)
+        category[left] = "bkg"
+        any_idx = iou.argmax(axis=1)
+        any_iou = iou[rows, any_idx]
         bkg_overlap = left & (any_iou > 0)
         overlap[bkg_overlap] = any_idx[bkg_overlap]
         best_iou[bkg_overlap] = any_iou[bkg_overlap]
     else:
-        category[kept.numpy()] = "bkg"
-    gt_missed = ~crowd.clone()
+        category[kept] = "bkg"
+    gt_missed = ~crowd
     gt_missed[matched[has_match]] = False
-    return ImageMatch(status=status.tolist(), category=category.tolist(), matched_gt=matched, overlap_gt=overlap,
-                      iou=best_iou, gt_missed=gt_missed, pred_classes=pred_classes, gt_classes=gt_classes,
-                      gt_crowd=crowd)
+    return ImageMatch(status=status.tolist(), category=category.tolist(), matched_gt=torch.from_numpy(matched),
+                      overlap_gt=torch.from_numpy(overlap), iou=torch.from_numpy(best_iou),
+                      gt_missed=torch.from_numpy(gt_missed), pred_classes=torch.from_numpy(classes),
+                      gt_classes=torch.from_numpy(gt_cls), gt_crowd=torch.from_numpy(crowd))
 
 
-def _xyxy(xywh: Sequence[Sequence[float]]) -> torch.Tensor:
-    b = torch.as_tensor(xywh, dtype=torch.float64).reshape(-1, 4)
-    return torch.cat([b[:, :2], b[:, :2] + b[:, 2:]], dim=1).float()
+def _xyxy(xywh: Sequence[Sequence[float]]) -> np.ndarray:
+    b = np.asarray(xywh, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
 
 
 def match_coco_results(gt: Dict, coco_results: Iterable[Dict], to_dataset_id: Dict[int, int],
@@ -192,6 +197,14 @@ def match_coco_results(gt: Dict, coco_results: Iterable[Dict], to_dataset_id: Di
         (COCO image id, ``ImageMatch``) in the order of ``gt["images"]``.
     """
     to_contiguous = {d: c for c, d in to_dataset_id.items()}
+
+    def contiguous(items: List[Dict], image_id: int) -> List[int]:
+        unknown = sorted({i["category_id"] for i in items} - set(to_contiguous))
+        if unknown:
+            raise ValueError(f"Image {image_id} has category ids {unknown}, which are not among the dataset's "
+                             f"{sorted(to_contiguous)}. Are the results or annotations from another dataset?")
+        return [to_contiguous[i["category_id"]] for i in items]
+
     anns_by_image: Dict[int, List[Dict]] = {}
     for ann in gt.get("annotations", []):
         anns_by_image.setdefault(ann["image_id"], []).append(ann)
@@ -202,9 +215,8 @@ def match_coco_results(gt: Dict, coco_results: Iterable[Dict], to_dataset_id: Di
         anns = anns_by_image.get(image["id"], [])
         dets = dets_by_image.get(image["id"], [])
         yield image["id"], match_image(
-            _xyxy([d["bbox"] for d in dets]), [d["score"] for d in dets],
-            [to_contiguous[d["category_id"]] for d in dets],
-            _xyxy([a["bbox"] for a in anns]), [to_contiguous[a["category_id"]] for a in anns],
+            _xyxy([d["bbox"] for d in dets]), [d["score"] for d in dets], contiguous(dets, image["id"]),
+            _xyxy([a["bbox"] for a in anns]), contiguous(anns, image["id"]),
             [bool(a.get("iscrowd", 0)) for a in anns], score_thresh, iou_thresh, bkg_thresh)
 
 

@@ -152,8 +152,7 @@ def write_dataset_report(coco_eval: CocoEvalResults, output_dir: str, score_thre
                     ", ".join(f"{k} {v}" for k, v in counts["total"].items()))
 
     def predictions():
-        plot_predictions(_prediction_samples(coco_eval, matches, num_images), class_names, path("predictions.png"),
-                         score_thresh)
+        plot_predictions(_prediction_samples(coco_eval, matches, num_images), path("predictions.png"), score_thresh)
 
     for plot, func in (("confusion_matrix", confusion), ("errors", errors), ("predictions", predictions)):
         if _guarded(f"{name}/{plot}", func):
