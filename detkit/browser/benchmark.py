@@ -1,5 +1,6 @@
 """How fast the browser answers on a large dataset: a generated shapes dataset with synthetic predictions,
 the server in a thread, and every route timed over one keep-alive connection."""
+import gc
 import http.client
 import logging
 import statistics
@@ -100,8 +101,9 @@ def benchmark_browser(num_images: int = 5000, image_size: int = 128, per_image: 
     tic = time.perf_counter()
     DatasetCatalog.get(name)  # generates the images on the first call
     generate_s = time.perf_counter() - tic
-    results = synthetic_predictions(name, per_image, seed)
-    index = build_index(name, results, default_score=0.25)
+    index = build_index(name, synthetic_predictions(name, per_image, seed), default_score=0.25)
+    gc.collect()  # as tools/browse.py does before serving
+    gc.freeze()
     server = make_server(index, "127.0.0.1", 0)
     thread = serve_in_thread(server)
     rng = np.random.default_rng(seed)

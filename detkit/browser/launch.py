@@ -1,5 +1,6 @@
 """Start the results browser from command-line arguments: a finished run's folder, or a dataset and a results file."""
 import argparse
+import gc
 import logging
 import os
 import re
@@ -104,6 +105,10 @@ def index_from_args(args: argparse.Namespace) -> BrowserIndex:
 def browse(args: argparse.Namespace) -> None:
     """Index what ``args`` name and serve the page until interrupted (Ctrl-C)."""
     index = index_from_args(args)
+    # The dataset dicts and results are garbage now; what stays (the index's arrays) never needs the
+    # collector again: freezing it keeps full collections from stalling a request.
+    gc.collect()
+    gc.freeze()
     server = make_server(index, args.host, args.port, args.thumb_size)
     if args.host not in _LOOPBACK:
         logger.warning("Listening on %s: anyone who can reach this machine can browse '%s'.", args.host,

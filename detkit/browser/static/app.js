@@ -240,6 +240,10 @@ async function renderGrid() {
   if (state.errors) q.set("errors_only", "1");
   const doc = await getJson("/api/images?" + q.toString());
   if (seq !== requestSeq) return false;  // a newer request is on its way
+  if (doc.total > 0 && doc.page > doc.pages) {  // a shared link to a page that no longer exists
+    setState({page: doc.pages}, false);
+    return false;
+  }
   pageItems = doc.images;
   const grid = $("grid");
   grid.replaceChildren();
