@@ -99,6 +99,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(head=True)
 
     def _refuse(self):
+        self.close_connection = True  # the request's body is left unread: it must not pass for the next request
         self._send(HTTPStatus.METHOD_NOT_ALLOWED, *_json_error(HTTPStatus.METHOD_NOT_ALLOWED,
                                                                "the browser is read-only: use GET"),
                    head=False, extra={"Allow": "GET, HEAD"})
