@@ -38,6 +38,7 @@ _ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
            "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
            "/static/style.css": ("style.css", "text/css; charset=utf-8"),
            "/static/favicon.svg": ("favicon.svg", "image/svg+xml")}
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _INDEX_ROUTE = re.compile(r"^/(img|thumb|api/images)/([0-9]{1,9})$")
 # The page may load only its own files and images: nothing from the internet.
 _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff",
@@ -113,6 +114,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         is_api = path == "/api" or path.startswith("/api/")
         try:
+            self._check_host()
             body, ctype, cache = self._route(path, parse_qs(urlsplit(self.path).query, keep_blank_values=True))
             self._send(HTTPStatus.OK, body, ctype, head, {"Cache-Control": cache})
         except _HttpError as e:
@@ -124,6 +126,17 @@ class _Handler(BaseHTTPRequestHandler):
             logger.exception("Error serving %s", self.path)
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error ({type(e).__name__}); see the server log",
                         is_api, head)
+
+    def _check_host(self) -> None:
+        """On a loopback address, answer only requests addressed to it: a web page whose name was made to
+        point at 127.0.0.1 (DNS rebinding) sends its own name in ``Host`` and is refused."""
+        if self.server.server_address[0] not in _LOOPBACK:
+            return
+        host = (self.headers.get("Host") or "").strip().lower()
+        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
+        if name not in _LOOPBACK:
+            raise _HttpError(HTTPStatus.FORBIDDEN, f"Host {host!r} is not this server's: open it as "
+                                                   f"{self.server.url}")
 
     def _route(self, path: str, params) -> Tuple[bytes, str, str]:
         server, index = self.server, self.server.index

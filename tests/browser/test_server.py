@@ -12,12 +12,12 @@ from detkit.browser import make_server, serve_in_thread
 from browser_testdata import COLOURS, mean_colour
 
 
-def request(server, path, method="GET"):
+def request(server, path, method="GET", headers=None):
     """(status, headers, body) for a raw request path: http.client sends it as given, unnormalised."""
     host, port = server.server_address[:2]
     conn = http.client.HTTPConnection(host, port, timeout=30)
     try:
-        conn.request(method, path)
+        conn.request(method, path, headers=headers or {})
         response = conn.getresponse()
         return response.status, dict(response.getheaders()), response.read()
     finally:
@@ -153,3 +153,13 @@ def test_an_unreadable_image_is_a_500_naming_it(toy_index, tmp_path):
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("host, status", [("evil.example:8000", 403), ("127.0.0.1.evil.example", 403), ("", 403),
+                                          ("localhost:8000", 200), ("LOCALHOST", 200), ("[::1]:8000", 200)])
+def test_a_loopback_server_answers_only_requests_addressed_to_it(toy_server, host, status):
+    """DNS rebinding: a page at evil.example whose name now resolves to 127.0.0.1 must not read the dataset."""
+    code, _, body = request(toy_server, "/api/summary", headers={"Host": host})
+    assert code == status
+    if status == 403:
+        assert "is not this server's" in json.loads(body)["error"]
