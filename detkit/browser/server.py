@@ -9,7 +9,8 @@ Routes (GET and HEAD only; nothing writes):
 - ``/img/<index>``: the image as JPEG; ``/thumb/<index>``: its thumbnail (made on demand, cached).
 
 Images are named by their index in the dataset only, never by a path, so a request cannot reach
-any other file. An unknown path or index is a 404 (a JSON error under ``/api``); a bad query
+any other file. On a loopback address, a request addressed to another host name (DNS rebinding)
+is a 403. An unknown path or index is a 404 (a JSON error under ``/api``); a bad query
 parameter a 400 naming it; an unexpected failure a 500 with a one-line message (the traceback
 goes to the log, never to the client).
 """
