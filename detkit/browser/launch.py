@@ -109,7 +109,11 @@ def browse(args: argparse.Namespace) -> None:
     # collector again: freezing it keeps full collections from stalling a request.
     gc.collect()
     gc.freeze()
-    server = make_server(index, args.host, args.port, args.thumb_size)
+    try:
+        server = make_server(index, args.host, args.port, args.thumb_size)
+    except OSError as e:
+        raise OSError(e.errno, f"Cannot listen on {args.host}:{args.port} ({e.strerror}); pick another port with "
+                               "--port (0: any free one).") from e
     if args.host not in _LOOPBACK:
         logger.warning("Listening on %s: anyone who can reach this machine can browse '%s'.", args.host,
                        index.dataset_name)

@@ -1,5 +1,6 @@
 """Starting the browser from arguments: a finished run's OUTPUT_DIR (positional) or --dataset/--results;
 and tools/browse.py end to end in its own process."""
+import gc
 import json
 import os
 import select
@@ -12,7 +13,7 @@ import urllib.request
 import pytest
 from browser_testdata import coco_results, write_toy_run
 
-from detkit.browser import add_browser_arguments, index_from_args, list_images, split_output_dir
+from detkit.browser import add_browser_arguments, browse, index_from_args, list_images, make_server, split_output_dir
 from detkit.browser.queries import ImageQuery
 from detkit.engine import config_argument_parser
 
@@ -92,3 +93,14 @@ def test_browse_tool_serves_a_run_folder(tmp_path):
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0 and "Stopped." in out and "Traceback" not in out
+
+
+def test_a_busy_port_is_named(run_dir, toy_index):
+    taken = make_server(toy_index, "127.0.0.1", 0)
+    try:
+        port = taken.server_address[1]
+        with pytest.raises(OSError, match=f"Cannot listen on 127.0.0.1:{port} .*pick another port with --port"):
+            browse(parse([run_dir, "--port", port]))
+    finally:
+        taken.server_close()
+        gc.unfreeze()  # browse() froze the test session's objects before it tried to listen
