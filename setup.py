@@ -10,6 +10,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["detkit", "detkit.*"]),
+    package_data={"detkit.browser": ["static/*.html", "static/*.js", "static/*.css", "static/*.svg"]},
     install_requires=[
         "torch>=2.1,<3",
         "torchvision>=0.16,<1",
@@ -21,10 +22,11 @@ setup(
         "pyyaml>=5.1",
         "pillow>=9.0",
         "numpy>=1.22",
+        "matplotlib>=3.6,<4",
         "tqdm>=4.29",
     ],
     extras_require={
-        "dev": ["pytest>=7.3", "faster-coco-eval>=1.5"],
+        "dev": ["pytest>=7.3", "faster-coco-eval>=1.5", "selenium>=4.10,<5"],
         "faster": ["faster-coco-eval>=1.5"],
         "tensorboard": ["tensorboard>=2.10"],
     },

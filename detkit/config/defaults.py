@@ -308,6 +308,10 @@ _C.TEST.COCO_EVAL_BACKEND = "pycocotools"
 _C.TEST.BEST_CHECKPOINT_METRIC = ""
 # Whether larger ("max") or smaller ("min") values of that metric are better.
 _C.TEST.BEST_CHECKPOINT_MODE = "max"
+# Draw OUTPUT_DIR/plots (losses, PR curves, confusion matrix, errors, predictions) after evaluating and training.
+_C.TEST.PLOTS = True
+# Score threshold of the confusion matrix, error counts and predictions grid in OUTPUT_DIR/plots.
+_C.TEST.REPORT_CONF_THRESH = 0.25
 
 # ---------------------------------------------------------------------------- misc
 # Where checkpoints, logs, metrics and results are written.

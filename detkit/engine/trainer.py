@@ -1,6 +1,7 @@
 """Trainer: detectron2-style DefaultTrainer that builds everything from a config and runs the hooks."""
 import logging
 import os
+import time
 from collections import OrderedDict
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -169,7 +170,7 @@ class Trainer(TrainerBase):
     # ---- hooks -------------------------------------------------------------------------------
     def build_hooks(self) -> List[hooks.HookBase]:
         """IterationTimer, LRScheduler, PeriodicCheckpointer (main process), EvalHook,
-        BestCheckpointer (if TEST.BEST_CHECKPOINT_METRIC), PeriodicWriter (main process)."""
+        BestCheckpointer (if TEST.BEST_CHECKPOINT_METRIC), PeriodicWriter and losses.png (main process)."""
         cfg = self.cfg
         ret = [hooks.IterationTimer(), hooks.LRScheduler()]
         if comm.is_main_process():
@@ -187,7 +188,19 @@ class Trainer(TrainerBase):
                                                   cfg.TEST.BEST_CHECKPOINT_METRIC, cfg.TEST.BEST_CHECKPOINT_MODE))
         if comm.is_main_process():
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.LOG_PERIOD))
+            # After the writers' last flush, so the final evaluation is in metrics.json.
+            ret.append(hooks.CallbackHook(after_train=lambda trainer: trainer.plot_losses(trainer.cfg)))
         return ret
+
+    @staticmethod
+    def plot_losses(cfg) -> None:
+        """Draw ``OUTPUT_DIR/plots/losses.png`` from ``OUTPUT_DIR/metrics.json`` if there is one (main
+        process; never raises)."""
+        output_dir = cfg.OUTPUT_DIR
+        reports = _reports() if cfg.TEST.PLOTS and comm.is_main_process() else None
+        if reports and os.path.isfile(os.path.join(output_dir, "metrics.json")):
+            reports.write_loss_plot({os.path.basename(os.path.normpath(output_dir)): output_dir},
+                            os.path.join(output_dir, "plots", "losses.png"))
 
     def build_writers(self) -> list:
         return default_writers(self.cfg.OUTPUT_DIR, self.max_iter)
@@ -244,7 +257,8 @@ class Trainer(TrainerBase):
 
     @classmethod
     def test(cls, cfg, model: torch.nn.Module, evaluators=None) -> "OrderedDict[str, Dict]":
-        """Evaluate ``model`` on every dataset in ``cfg.DATASETS.TEST``.
+        """Evaluate ``model`` on every dataset in ``cfg.DATASETS.TEST``; draw each one's plots into
+        ``OUTPUT_DIR/plots/<dataset>/`` (see ``detkit.evaluation.reports``).
 
         Args:
             evaluators: one evaluator per dataset (or a single one for a single dataset); None builds
@@ -267,10 +281,27 @@ class Trainer(TrainerBase):
             evaluator = evaluators[idx] if evaluators is not None else cls.build_evaluator(cfg, name)
             res = inference_on_dataset(model, loader, evaluator)
             results[name] = res
+            reports = _reports() if cfg.TEST.PLOTS and comm.is_main_process() and res else None
+            if reports:
+                tic = time.perf_counter()
+                written = reports.write_evaluation_report(evaluator, os.path.join(cfg.OUTPUT_DIR, "plots"),
+                                                          cfg.TEST.REPORT_CONF_THRESH)
+                logger.info("Plots of %s: %d written in %.2f s (TEST.PLOTS False turns them off)", name, len(written),
+                            time.perf_counter() - tic)
             if comm.is_main_process() and res:
                 logger.info("Evaluation results for %s in csv format:", name)
                 print_csv_format(res)
         return results
+
+
+def _reports():
+    """``detkit.evaluation.reports``, or None (with a warning) when it cannot be imported: plots never stop a run."""
+    try:
+        from detkit.evaluation import reports
+    except ImportError as e:
+        logger.warning("No plots in OUTPUT_DIR/plots: %s (pip install matplotlib).", e)
+        return None
+    return reports
 
 
 def _single_or_prefixed(results: "OrderedDict[str, Dict]") -> Dict:

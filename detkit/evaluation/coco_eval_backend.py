@@ -4,7 +4,7 @@ import copy
 import io
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ class CocoEvalRun:
         cat_ids: the K category ids, in the precision array's order.
         max_dets: the M detection limits.
         summary: COCOeval's own 12-line summary text ("" when not produced).
+        recall_thresholds: (R,) the recall points of the precision array (COCO's 101).
     """
 
     precision: np.ndarray
@@ -35,6 +36,7 @@ class CocoEvalRun:
     cat_ids: List[int]
     max_dets: List[int]
     summary: str
+    recall_thresholds: Optional[np.ndarray] = None
 
 
 def backend_classes(backend: str):
@@ -113,7 +115,8 @@ def run_coco_eval(gt_dataset: Dict[str, Any], detections: List[Dict[str, Any]], 
         logger.debug("%s output:\n%s", backend, noise.strip("\n"))
     params = coco_eval.params
     return CocoEvalRun(precision=np.asarray(coco_eval.eval["precision"]), iou_thresholds=np.asarray(params.iouThrs),
-                       cat_ids=list(params.catIds), max_dets=list(params.maxDets), summary=summary)
+                       cat_ids=list(params.catIds), max_dets=list(params.maxDets), summary=summary,
+                       recall_thresholds=np.asarray(params.recThrs))
 
 
 def _mean_valid(values: np.ndarray) -> float:

@@ -6,7 +6,8 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -17,17 +18,36 @@ from detkit.utils import comm
 
 from .coco_conversion import load_coco_ground_truth
 from .coco_eval_backend import (
-    COCO_EVAL_BACKENDS, backend_classes, per_category_ap, run_coco_eval, summarize_precision,
+    COCO_EVAL_BACKENDS, CocoEvalRun, backend_classes, per_category_ap, run_coco_eval, summarize_precision,
 )
 from .evaluator import DatasetEvaluator
 from .proposal_evaluation import box_proposal_metrics
 from .testing import create_per_category_table, create_small_table
 
-__all__ = ["COCOEvaluator", "score_coco_results"]
+__all__ = ["COCOEvaluator", "CocoEvalResults", "score_coco_results"]
 
 logger = logging.getLogger(__name__)
 
 _SUPPORTED_TASKS = ("bbox",)
+
+
+@dataclass
+class CocoEvalResults:
+    """What a COCO evaluation of one dataset was computed from, kept for the reports (plots).
+
+    Attributes:
+        dataset_name: the evaluated dataset.
+        gt: its COCO ground-truth dict (dataset category ids, COCO image ids).
+        coco_results: the scored detections (COCO image ids, dataset category ids, XYWH boxes).
+        to_dataset_id: contiguous class id -> dataset category id.
+        runs: task ("bbox") -> the ``CocoEvalRun`` (pycocotools' precision array and parameters).
+    """
+
+    dataset_name: str
+    gt: Dict[str, Any]
+    coco_results: List[Dict[str, Any]]
+    to_dataset_id: Dict[int, int]
+    runs: Dict[str, CocoEvalRun]
 
 
 class COCOEvaluator(DatasetEvaluator):
@@ -41,6 +61,8 @@ class COCOEvaluator(DatasetEvaluator):
     ``pred_classes``) give ``{"bbox": {"AP", "AP50", "AP75", "APs", "APm", "APl", "AP-<class>"...}}``;
     outputs with ``"proposals"`` (``proposal_boxes``, ``objectness_logits``) give
     ``{"box_proposals": {"AR@100", "ARs@100", "ARm@100", "ARl@100", "AR@1000", ...}}``; all x100.
+    After ``evaluate()``, ``last_coco_eval`` (a ``CocoEvalResults``, main process only) holds what the
+    box AP was computed from, for ``detkit.evaluation.reports``.
     """
 
     def __init__(self, dataset_name: str, tasks: Sequence[str] = ("bbox",), distributed: bool = True,
@@ -77,6 +99,7 @@ class COCOEvaluator(DatasetEvaluator):
         self._max_dets = [1, min(10, max_dets), max_dets]
         self._metadata = MetadataCatalog.get(dataset_name)
         self._results: Dict[str, Any] = OrderedDict()
+        self.last_coco_eval: Optional[CocoEvalResults] = None
         self.reset()
 
     def reset(self) -> None:
@@ -117,6 +140,7 @@ class COCOEvaluator(DatasetEvaluator):
 
     def evaluate(self) -> Dict[str, Any]:
         """Score everything processed (on the main process); other processes return ``{}``."""
+        self.last_coco_eval = None
         predictions = self._gathered_predictions()
         if predictions is None:
             return {}
@@ -174,8 +198,10 @@ class COCOEvaluator(DatasetEvaluator):
         if not coco_results:
             logger.warning("COCOEvaluator('%s'): the model made no detections on %d images; every AP is 0 "
                            "(NaN for size ranges without ground truth).", self._dataset_name, len(predictions))
-        self._results.update(score_coco_results(self._dataset_name, gt, coco_results, to_dataset_id, self._tasks,
-                                                self._max_dets, self._backend))
+        scores, runs = _score_with_runs(self._dataset_name, gt, coco_results, to_dataset_id, self._tasks,
+                                        self._max_dets, self._backend)
+        self._results.update(scores)
+        self.last_coco_eval = CocoEvalResults(self._dataset_name, gt, coco_results, to_dataset_id, runs)
 
     def _eval_box_proposals(self, predictions: List[Dict[str, Any]], gt: Dict[str, Any],
                             image_id_map: Dict[Any, int]) -> None:
@@ -234,11 +260,19 @@ def score_coco_results(dataset_name: str, gt: Dict[str, Any], coco_results: List
     if bad_cats:
         raise ValueError(f"Results for dataset '{dataset_name}' use category ids {bad_cats}, which are not among "
                          f"its categories {sorted(known_cats)}.")
+    return _score_with_runs(dataset_name, gt, coco_results, to_dataset_id, tasks, max_dets, backend)[0]
+
+
+def _score_with_runs(dataset_name: str, gt: Dict[str, Any], coco_results: List[Dict[str, Any]],
+                     to_dataset_id: Dict[int, int], tasks: Sequence[str], max_dets: Sequence[int],
+                     backend: str) -> Tuple[Dict[str, Dict], Dict[str, CocoEvalRun]]:
+    """``score_coco_results`` that also returns each task's ``CocoEvalRun``."""
     id_to_name = _category_names(dataset_name, gt, to_dataset_id)
     out: Dict[str, Dict] = OrderedDict()
+    runs: Dict[str, CocoEvalRun] = OrderedDict()
     for task in tasks:
         tic = time.perf_counter()
-        run = run_coco_eval(gt, coco_results, task, max_dets, backend)
+        run = runs[task] = run_coco_eval(gt, coco_results, task, max_dets, backend)
         logger.info("COCOeval (%s, %s) on %d images, %d detections took %.2f s.", task, backend,
                     len(gt["images"]), len(coco_results), time.perf_counter() - tic)
         if run.summary:
@@ -249,4 +283,4 @@ def score_coco_results(dataset_name: str, gt: Dict[str, Any], coco_results: List
         logger.info("Per-category %s AP:\n%s", task, create_per_category_table(per_category))
         results.update({f"AP-{name}": ap for name, ap in per_category.items()})
         out[task] = results
-    return out
+    return out, runs
