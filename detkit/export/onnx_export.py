@@ -107,6 +107,9 @@ def export_onnx(model: nn.Module, path: str, sample_hw: Tuple[int, int], opset: 
     Raises:
         ExportError: naming the module (and operator) that cannot be exported.
     """
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) < (2, 6):
+        raise ExportError(f"ONNX export needs torch >= 2.6 (torch.export and the dynamo ONNX exporter); this is "
+                          f"torch {torch.__version__}.")
     model = model.to("cpu").float().eval()
     graph = build_export_graph(model).eval()
     names = _module_names(graph)
