@@ -18,7 +18,7 @@ neck, heads, box coders) and rewrites only its post-processing for one image wit
 graph keeps a dynamic height and width). Register one with :func:`register_export_graph` under
 the meta-architecture's name; :func:`build_export_graph` picks it.
 """
-from typing import Callable, Dict, List, Tuple, Type
+from typing import Callable, Dict, List, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -84,7 +84,8 @@ def clip_boxes(boxes: torch.Tensor, image_hw: torch.Tensor) -> torch.Tensor:
 
 def dense_detections(level_scores: List[torch.Tensor], decode: Callable[[int, torch.Tensor], torch.Tensor],
                      image_hw: torch.Tensor, *, score_thresh: float, topk_candidates: int, nms_thresh: float,
-                     max_detections: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                     max_detections: int, score_transform: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Post-processing of a one-stage (dense) detector for one image, as the eager models do it.
 
     Per level the ``topk_candidates`` best (location, class) scores are taken, those above
@@ -96,6 +97,8 @@ def dense_detections(level_scores: List[torch.Tensor], decode: Callable[[int, to
         decode: ``decode(level, index)`` -> (n, 4) XYXY boxes of the locations ``index`` (n,) of that level.
         image_hw: (2,) float32 height and width of the image before padding.
         score_thresh, topk_candidates, nms_thresh, max_detections: the model's test settings.
+        score_transform: an increasing function applied to the top-k only (``torch.sigmoid`` when
+            ``level_scores`` are logits, as RetinaNet's are), before the threshold.
 
     Returns:
         boxes (N, 4), scores (N,), classes (N,) int64, by decreasing score.
@@ -106,6 +109,8 @@ def dense_detections(level_scores: List[torch.Tensor], decode: Callable[[int, to
         flat = scores.reshape(-1)  # (R_l * K,), location-major
         k = torch.sym_min(topk_candidates, flat.shape[0])
         top_scores, top_idx = flat.topk(k)  # (k,)
+        if score_transform is not None:
+            top_scores = score_transform(top_scores)
         keep = top_scores > score_thresh
         top_scores, top_idx = top_scores[keep], top_idx[keep]  # (n,)
         all_boxes.append(decode(level, torch.div(top_idx, num_classes, rounding_mode="floor")))

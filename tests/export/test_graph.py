@@ -43,6 +43,12 @@ def test_dense_detections_top_k_threshold_decode_clip_nms_and_cap():
     _, scores, _ = dense_detections(level_scores, decode, HW, score_thresh=0.2, topk_candidates=3,
                                     nms_thresh=0.5, max_detections=1)
     assert scores.tolist() == pytest.approx([0.9])
+    # logits with a sigmoid on the top-k: the same detections
+    logits = [torch.logit(x) for x in level_scores]
+    _, scores, classes = dense_detections(logits, decode, HW, score_thresh=0.2, topk_candidates=3, nms_thresh=0.5,
+                                          max_detections=10, score_transform=torch.sigmoid)
+    assert scores.tolist() == pytest.approx([0.9, 0.8, 0.7])
+    assert classes.tolist() == [0, 1, 1]
 
 
 class _Stub(nn.Module):
