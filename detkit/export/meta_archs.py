@@ -5,7 +5,7 @@ tensor ops only (see :mod:`detkit.export.graph`). A new one-stage detector needs
 ``detect`` runs its head and hands per-level scores and a decode function to
 :func:`~detkit.export.graph.dense_detections`, registered with ``@register_export_graph("Name")``.
 """
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -126,9 +126,3 @@ class GeneralizedRCNNExportGraph(ExportGraph):
                                     image_hw)[:predictor.test_topk_per_image]
         return boxes[keep], scores[keep], classes[keep]
 
-
-def exportable_meta_archs() -> List[str]:
-    """Names of the meta-architectures that have an export graph."""
-    from .graph import EXPORT_GRAPHS
-
-    return sorted(EXPORT_GRAPHS)

@@ -17,7 +17,6 @@ import pytest
 import torch
 import yaml
 
-from detkit.checkpoint import DetectionCheckpointer
 from detkit.config import get_cfg
 from detkit.data import DatasetCatalog, DatasetMapper, read_image
 from detkit.data.datasets import SHAPES_TRAIN_SEED, SHAPES_VAL_SEED, register_shapes
