@@ -1,10 +1,13 @@
 """detkit: a registry-based object detection toolkit (FCOS and Faster R-CNN) on torch."""
 from setuptools import find_packages, setup
 
+# tools/deploy/export_model.py and detkit.export.ONNXPredictor: torch's dynamo ONNX exporter needs onnxscript.
+EXPORT = ["onnx>=1.16,<2", "onnxruntime>=1.18,<2", "onnxscript>=0.3,<1"]
+
 setup(
     name="detkit",
     version="0.1.0",
-    description="Registry-based object detection toolkit: FCOS and Faster R-CNN assembled from YAML.",
+    description="Registry-based object detection toolkit: FCOS, RetinaNet and Faster R-CNN assembled from YAML.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
@@ -26,7 +29,8 @@ setup(
         "tqdm>=4.29",
     ],
     extras_require={
-        "dev": ["pytest>=7.3", "faster-coco-eval>=1.5", "selenium>=4.10,<5"],
+        "dev": ["pytest>=7.3", "faster-coco-eval>=1.5", "selenium>=4.10,<5"] + EXPORT,
+        "export": EXPORT,
         "faster": ["faster-coco-eval>=1.5"],
         "tensorboard": ["tensorboard>=2.10"],
     },
