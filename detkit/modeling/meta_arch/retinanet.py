@@ -30,9 +30,9 @@ _NORMALIZER_START = 100.0  # detectron2 starts the EMA of the foreground count h
 def _anchor_major(x: torch.Tensor, width: int) -> torch.Tensor:
     """(B, A*width, H, W) head output -> (B, H*W*A, width) float32, rows ordered as the anchors are."""
     b, _, h, w = x.shape
-    x = x.view(b, -1, width, h, w).permute(0, 3, 4, 1, 2)  # (B, H, W, A, width)
-    # One copy at most: none for a float32 channels_last map, where this view is already contiguous.
-    return x.to(torch.float32, memory_format=torch.contiguous_format).view(b, -1, width)
+    x = x.float().view(b, -1, width, h, w).permute(0, 3, 4, 1, 2)  # (B, H, W, A, width)
+    # No copy for a float32 channels_last map, where this view is already contiguous.
+    return x.reshape(b, -1, width)
 
 
 @META_ARCH_REGISTRY.register()
