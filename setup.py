@@ -21,6 +21,7 @@ setup(
         "pyyaml>=5.1",
         "pillow>=9.0",
         "numpy>=1.22",
+        "tqdm>=4.29",
     ],
     extras_require={
         "dev": ["pytest>=7.3", "faster-coco-eval>=1.5"],

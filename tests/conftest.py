@@ -16,6 +16,9 @@ if os.environ.get("DETKIT_DATASETS_TEST_CACHE"):
 else:
     os.environ["DETKIT_DATASETS"] = tempfile.mkdtemp(prefix="detkit-datasets-")
     atexit.register(shutil.rmtree, os.environ["DETKIT_DATASETS"], ignore_errors=True)
+# check_dataset's cache goes to $DETKIT_CACHE (default ~/.cache/detkit): keep tests out of the user's.
+os.environ["DETKIT_CACHE"] = tempfile.mkdtemp(prefix="detkit-cache-")
+atexit.register(shutil.rmtree, os.environ["DETKIT_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -1,155 +1,78 @@
 #!/usr/bin/env python
-"""Measure training, inference or data-loading speed of a config: s/iter and images/s after warm-up.
+"""Measure a config's speed: training, inference or data loading, or side by side with torchvision.
 
 Examples:
     python tools/benchmark.py --config configs/quickstart/fcos_shapes.yaml --task train
     python tools/benchmark.py --config configs/quickstart/fcos_shapes.yaml --task eval --iters 50
     python tools/benchmark.py --config configs/quickstart/fcos_shapes.yaml --task data
     python tools/benchmark.py --config configs/Base-FCOS.yaml --compare-torchvision
+    python tools/benchmark.py --config configs/Base-RCNN-FPN.yaml --compare-torchvision --modes default fp32
+    python tools/benchmark.py --config configs/Base-FCOS.yaml --compare-torchvision --scaling --pretrain-iters 30
 
-Each task is a function in TASKS returning a ``Result``; further modes (e.g. a side-by-side
-comparison with torchvision's own models) register themselves there and reuse ``report``.
+--compare-torchvision builds torchvision's own FCOS / FasterRCNN following the config (detkit.benchmark.twins)
+and times both models interleaved in one process, both training through detkit's train loop.
 """
-import argparse
-import itertools
-import os
+import json
+import platform
 import sys
-import time
-from dataclasses import dataclass
-from typing import Callable, Dict, List
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+import torch
 
-import torch  # noqa: E402
-
-
-@dataclass
-class Result:
-    """Timings of one benchmark: ``seconds[i]`` is the time of timed iteration i (warm-up excluded)."""
-
-    name: str
-    seconds: List[float]
-    images_per_iter: int
-
-    @property
-    def s_per_iter(self) -> float:
-        return sum(self.seconds) / len(self.seconds)
-
-    @property
-    def images_per_s(self) -> float:
-        return self.images_per_iter / self.s_per_iter
+from detkit.benchmark import TASKS, compare_speed, comparison_cfg, describe_mode, format_table, report, scaling
+from detkit.benchmark.compare import MODES
+from detkit.engine import config_argument_parser, setup_cfg
+from detkit.utils.collect_env import collect_env_info
+from detkit.utils.env import seed_all_rng
+from detkit.utils.logger import setup_logger
 
 
-def report(result: Result, warmup: int) -> str:
-    """One line: task, s/iter (mean and median), images/s."""
-    med = sorted(result.seconds)[len(result.seconds) // 2]
-    return (f"{result.name}: {result.s_per_iter:.4f} s/iter (median {med:.4f}), {result.images_per_s:.2f} images/s "
-            f"over {len(result.seconds)} iterations of {result.images_per_iter} images after {warmup} warm-up")
-
-
-def _timed(step: Callable[[], None], warmup: int, iters: int) -> List[float]:
-    for _ in range(warmup):
-        step()
-    seconds = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        step()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        seconds.append(time.perf_counter() - start)
-    return seconds
-
-
-def bench_train(cfg, args) -> Result:
-    """Forward + backward + optimizer step of the training loop (AMP if SOLVER.AMP.ENABLED), on
-    batches loaded up front (data loading is measured by the ``data`` task)."""
-    from detkit.data import build_detection_train_loader
-    from detkit.engine.trainer import create_train_loop
-    from detkit.modeling import build_model
-    from detkit.solver import build_optimizer
-    from detkit.utils.events import EventStorage
-
-    model = build_model(cfg)
-    optimizer = build_optimizer(cfg, model)
-    batches = list(itertools.islice(iter(build_detection_train_loader(cfg)), min(args.warmup + args.iters, 20)))
-    trainer = create_train_loop(cfg, model, itertools.cycle(batches), optimizer)  # AMP per SOLVER.AMP.ENABLED
-    with EventStorage() as storage:
-        def step():
-            trainer.iter = storage.iter
-            trainer.run_step()
-            storage.step()
-        seconds = _timed(step, args.warmup, args.iters)
-    return Result("train", seconds, len(batches[0]))
-
-
-def bench_eval(cfg, args) -> Result:
-    """Inference (``torch.inference_mode``, batch 1) on images of DATASETS.TEST[0], loaded up front."""
-    from detkit.checkpoint import DetectionCheckpointer
-    from detkit.data import build_detection_test_loader
-    from detkit.modeling import build_model
-
-    if not cfg.DATASETS.TEST:
-        raise SystemExit("--task eval needs DATASETS.TEST in the config (or as an override).")
-    model = build_model(cfg)
-    DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    model.eval()
-    batches = list(itertools.islice(iter(build_detection_test_loader(cfg, cfg.DATASETS.TEST[0])),
-                                    args.warmup + args.iters))
-    stream = itertools.cycle(batches)
-
-    def step():
-        with torch.inference_mode():
-            model(next(stream))
-
-    return Result("eval", _timed(step, args.warmup, args.iters), len(batches[0]))
-
-
-def bench_data(cfg, args) -> Result:
-    """Fetching training batches from the train loader (reading, decoding, augmenting, collating)."""
-    from detkit.data import build_detection_train_loader
-
-    stream = iter(build_detection_train_loader(cfg))
-    return Result("data", _timed(lambda: next(stream), args.warmup, args.iters), cfg.SOLVER.IMS_PER_BATCH)
-
-
-TASKS: Dict[str, Callable] = {"train": bench_train, "eval": bench_eval, "data": bench_data}
-
-
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", "--config-file", dest="config_file", required=True, metavar="FILE")
+def get_parser():
+    parser = config_argument_parser(__doc__.splitlines()[0], config_required=True)
     parser.add_argument("--task", choices=sorted(TASKS))
-    parser.add_argument("--compare-torchvision", action="store_true",
-                        help="time the config's model against torchvision's matching FCOS / FasterRCNN side by side "
-                             "(tools/benchmark_compare.py; more options there)")
-    parser.add_argument("--iters", type=int, default=20, help="timed iterations")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
-    parser.add_argument("--plugin", action="append", default=[], metavar="SPEC", help="repeatable")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE")
+    parser.add_argument("--iters", type=int, default=None, help="timed iterations (default: 20; compare: 10)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed iterations first (default: 3; compare: 2)")
+    comp = parser.add_argument_group("side by side with torchvision")
+    comp.add_argument("--compare-torchvision", action="store_true", help="time against torchvision's twin")
+    comp.add_argument("--modes", nargs="+", default=["default", "matched"], choices=MODES)
+    comp.add_argument("--threads", type=int, default=2, help="torch.set_num_threads for both models")
+    comp.add_argument("--image-size", type=int, default=400)
+    comp.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    comp.add_argument("--pretrain-iters", type=int, default=0,
+                      help="train both models this many steps on the same synthetic images first (0: random init)")
+    comp.add_argument("--scaling", action="store_true", help="inference time vs image size and objects per image")
+    comp.add_argument("--sizes", type=int, nargs="+", default=[320, 512, 800])
+    comp.add_argument("--objects", type=int, nargs="+", default=[1, 10, 50])
+    comp.add_argument("--json", default="", metavar="FILE", help="also write the raw figures here")
     return parser
 
 
 def main(argv=None) -> int:
     parser = get_parser()
     args = parser.parse_args(argv)
+    setup_logger(name="detkit")
     if args.compare_torchvision:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import benchmark_compare
-
-        return benchmark_compare.main(args.config_file, args.opts)
+        cfg = comparison_cfg(args, args.image_size)
+        print(f"detkit vs torchvision: {args.config_file} ({cfg.MODEL.META_ARCHITECTURE}), {args.image_size} px, "
+              f"{args.threads} threads, torch {torch.__version__}, {platform.processor() or platform.machine()}")
+        if args.scaling:
+            print(scaling(cfg, sizes=args.sizes, objects=args.objects, threads=args.threads,
+                          pretrain_iters=args.pretrain_iters))
+            return 0
+        results = compare_speed(cfg, modes=args.modes, warmup=2 if args.warmup is None else args.warmup,
+                          iters=args.iters or 10, image_size=args.image_size, threads=args.threads,
+                          memory=not args.no_memory, pretrain_iters=args.pretrain_iters)
+        print("\n".join(describe_mode(cfg, mode) for mode in args.modes) + "\n" + format_table(results))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=1)
+        return 0
     if not args.task:
         parser.error("give --task (train, eval or data) or --compare-torchvision")
-    from detkit.engine import setup_cfg
-    from detkit.utils.collect_env import collect_env_info
-    from detkit.utils.env import seed_all_rng
-    from detkit.utils.logger import setup_logger
-
-    setup_logger(name="detkit")
     cfg = setup_cfg(args)
     seed_all_rng(cfg.SEED if cfg.SEED >= 0 else 0)
     print(collect_env_info())
-    result = TASKS[args.task](cfg, args)
-    print(report(result, args.warmup))
+    warmup = 3 if args.warmup is None else args.warmup
+    print(report(TASKS[args.task](cfg, warmup=warmup, iters=args.iters or 20), warmup))
     return 0
 
 

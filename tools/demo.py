@@ -5,36 +5,25 @@ Example:
     python tools/demo.py --config output/fcos_shapes/config.yaml --input img1.png img2.jpg \
         --output demo_out/ --confidence-threshold 0.5 MODEL.WEIGHTS output/fcos_shapes/model_final.pth
 """
-import argparse
 import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
+import numpy as np
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-
-def get_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", "--config-file", dest="config_file", required=True, metavar="FILE")
-    parser.add_argument("--input", nargs="+", required=True, metavar="IMG", help="image files")
-    parser.add_argument("--output", required=True, metavar="DIR", help="folder for the drawn PNGs")
-    parser.add_argument("--confidence-threshold", type=float, default=0.5, help="minimum score to draw")
-    parser.add_argument("--plugin", action="append", default=[], metavar="SPEC", help="repeatable")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
-                        help="config overrides, e.g. MODEL.WEIGHTS model_final.pth")
-    return parser
+from detkit.data import ImageReadError, read_image
+from detkit.engine import DefaultPredictor, config_argument_parser, setup_cfg
+from detkit.utils.logger import setup_logger
+from detkit.utils.visualizer import draw_boxes
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
-    from detkit.data import read_image
-    from detkit.engine import DefaultPredictor, setup_cfg
-    from detkit.utils.logger import setup_logger
-    from detkit.utils.visualizer import draw_boxes
-
+    parser = config_argument_parser(__doc__.splitlines()[0], config_required=True)
+    parser.add_argument("--input", nargs="+", required=True, metavar="IMG", help="image files")
+    parser.add_argument("--output", required=True, metavar="DIR", help="folder for the drawn PNGs")
+    parser.add_argument("--confidence-threshold", type=float, default=0.5, help="minimum score to draw")
+    args = parser.parse_args(argv)
     setup_logger(name="detkit")
     cfg = setup_cfg(args)
     if not cfg.MODEL.WEIGHTS:
@@ -42,8 +31,14 @@ def main(argv=None) -> int:
     predictor = DefaultPredictor(cfg)
     class_names = list(getattr(predictor.metadata, "thing_classes", []) or []) if predictor.metadata else None
     os.makedirs(args.output, exist_ok=True)
+    failed = 0
     for path in args.input:
-        image = read_image(path, format=cfg.INPUT.FORMAT)
+        try:
+            image = read_image(path, format=cfg.INPUT.FORMAT)
+        except ImageReadError as e:  # name the file and go on with the others
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
         start = time.perf_counter()
         instances = predictor(image)["instances"].to("cpu")
         elapsed = time.perf_counter() - start
@@ -56,7 +51,7 @@ def main(argv=None) -> int:
         Image.fromarray(np.asarray(drawn)).save(out)
         print(f"{path}: {len(instances)} detections (score >= {args.confidence_threshold}) in {elapsed:.3f} s "
               f"-> {out}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

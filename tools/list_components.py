@@ -1,11 +1,9 @@
 #!/usr/bin/env python3
 """List every registry and the components registered in it, including those plugins add.
 
-usage: tools/list_components.py [--plugin SPEC ...]
+usage: tools/list_components.py [--plugin SPEC ...] [--config FILE]
 """
-import argparse
-
-from detkit.utils.plugins import load_installed_plugins, load_plugins
+from detkit.engine import config_argument_parser, setup_cfg
 
 
 def registries():
@@ -28,12 +26,8 @@ def registries():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plugin", action="append", default=[], metavar="SPEC",
-                        help="a plugin module name or .py file to load first (repeatable)")
-    args = parser.parse_args(argv)
-    load_installed_plugins()
-    load_plugins(args.plugin)
+    args = config_argument_parser(__doc__.splitlines()[0]).parse_args(argv)
+    setup_cfg(args)  # loads installed plugins, --plugin and the config's PLUGINS
     for name, registry in registries():
         print(f"{name} ({len(registry)})")
         print(registry.table())

@@ -9,13 +9,9 @@ Examples:
     python tools/train_net.py --config ... --num-gpus 2   # 2 processes (GPUs, or CPU processes with gloo)
 """
 import logging
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run from a checkout
-
-from detkit.checkpoint import DetectionCheckpointer  # noqa: E402
-from detkit.engine import Trainer, default_argument_parser, default_setup, launch, setup_cfg  # noqa: E402
+from detkit.checkpoint import DetectionCheckpointer
+from detkit.engine import Trainer, default_argument_parser, default_setup, launch, setup_cfg
 
 logger = logging.getLogger("detkit.tools.train_net")
 

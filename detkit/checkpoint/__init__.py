@@ -1,4 +1,6 @@
 """Checkpointing: DetectionCheckpointer (atomic writes, weights-only loading)."""
-from .detection_checkpoint import DetectionCheckpointer, UnsafeCheckpointError, atomic_write_bytes
+from .detection_checkpoint import (CorruptCheckpointError, DetectionCheckpointer, NoLoadableCheckpointError,
+                                  UnsafeCheckpointError, atomic_write_bytes)
 
-__all__ = ["DetectionCheckpointer", "UnsafeCheckpointError", "atomic_write_bytes"]
+__all__ = ["DetectionCheckpointer", "UnsafeCheckpointError", "CorruptCheckpointError", "NoLoadableCheckpointError",
+           "atomic_write_bytes"]

@@ -97,12 +97,15 @@ class CfgNode(_FvcoreCfgNode):
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         """Merge a YAML file (and its ``_BASE_`` chain) into this config.
 
-        A ``PLUGINS`` list in the file is loaded first, so the file may use keys the plugins add.
+        The YAML itself is read with ``yaml.safe_load``: a ``!!python/...`` tag is refused, so the
+        file's data cannot construct Python objects. But a ``PLUGINS`` list in the file *is* code:
+        the modules and ``.py`` files it names are imported (and run) first, so the file may use the
+        keys they add. Merge only config files whose plugins you trust.
         """
         data = self.load_yaml_with_base(cfg_filename, allow_unsafe=allow_unsafe)
         plugins = data.pop("PLUGINS", None)
         if plugins is not None:
-            from detkit.utils.plugins import load_plugins
+            from .plugins import load_plugins
 
             specs = plugins.value
             if isinstance(specs, str):
@@ -133,7 +136,7 @@ class CfgNode(_FvcoreCfgNode):
                     node = node[part]
             value = CfgNode._decode_cfg_value(raw)
             if key == "PLUGINS":
-                from detkit.utils.plugins import load_plugins
+                from .plugins import load_plugins
 
                 load_plugins([value] if isinstance(value, str) else list(value), cfg=self)
                 continue

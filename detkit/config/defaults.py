@@ -272,6 +272,8 @@ _C.DATALOADER.ASPECT_RATIO_GROUPING = True
 _C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"
 # Drop training images without annotations.
 _C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True
+# A training image that cannot be read: "raise" stops naming it; "skip" warns, counts it, uses the next.
+_C.DATALOADER.ON_BAD_IMAGE = "raise"
 
 # ---------------------------------------------------------------------------- solver
 _C.SOLVER = CN()

@@ -7,14 +7,16 @@ from .build import (TrainDataLoader, build_detection_test_loader, build_detectio
                     get_detection_dataset_dicts, trivial_batch_collator)
 from .catalog import DatasetCatalog, Metadata, MetadataCatalog
 from .common import DatasetFromList, MapDataset
+from .dataset_check import DatasetReport, check_dataset, write_fixed_sizes
 from .dataset_mapper import DatasetMapper
-from .detection_utils import read_image
+from .detection_utils import BadImageError, ImageReadError, SizeMismatchError, read_image
 from .samplers import AspectRatioGroupedBatchSampler, InferenceSampler, TrainingSampler
 
 __all__ = [
     "DatasetCatalog", "MetadataCatalog", "Metadata", "DatasetMapper", "build_detection_train_loader",
     "build_detection_test_loader", "get_detection_dataset_dicts", "TrainDataLoader", "TrainingSampler",
     "InferenceSampler", "AspectRatioGroupedBatchSampler", "DatasetFromList", "MapDataset", "read_image",
+    "BadImageError", "ImageReadError", "SizeMismatchError", "check_dataset", "DatasetReport", "write_fixed_sizes",
     "trivial_batch_collator", "transforms", "datasets",
 ]
 

@@ -1,5 +1,7 @@
 """Data loaders: the resumable, seeded training loader and the sharded, ordered test loader."""
 import logging
+import re
+import signal
 from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -7,14 +9,15 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader
 
 from detkit.utils import comm
+from detkit.utils.events import get_event_storage
 
 from .catalog import DatasetCatalog
-from .common import DatasetFromList, MapDataset
+from .common import ON_BAD_IMAGE_CHOICES, DatasetFromList, MapDataset
 from .dataset_mapper import DatasetMapper
 from .samplers import AspectRatioGroupedBatchSampler, InferenceSampler, TrainingSampler
 
 __all__ = ["get_detection_dataset_dicts", "build_detection_train_loader", "build_detection_test_loader",
-           "TrainDataLoader", "trivial_batch_collator"]
+           "TrainDataLoader", "trivial_batch_collator", "DataLoaderWorkerError"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,26 @@ def trivial_batch_collator(batch: List[Any]) -> List[Any]:
     return [x for x in batch if x is not None]
 
 
+class DataLoaderWorkerError(RuntimeError):
+    """A data loader worker process died (killed by the system, e.g. out of memory); training stopped."""
+
+
+def _collate_with_skips(items: List[Any]):
+    """``(mapped, skipped)`` items of a skipping ``MapDataset`` -> (batch, every skipped record)."""
+    return [m for m, _ in items], [s for _, skipped in items for s in skipped]
+
+
+def _describe_exit(code: Optional[int]) -> str:
+    if code is None:
+        return "exited unexpectedly"
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
 class TrainDataLoader:
     """An infinite iterable of training batches (lists of mapped dicts) that resumes exactly.
 
@@ -75,10 +98,16 @@ class TrainDataLoader:
     (not how many were prefetched); ``load_state_dict`` on a fresh loader, or on this one
     mid-iteration, makes the next batches exactly those that would have come next: same images,
     same augmentation, whatever ``num_workers`` is.
+
+    With ``on_bad_image="skip"``, a sample whose image is bad is replaced by the next dataset
+    item (see ``MapDataset``); each skipped image is logged once, and the running count is
+    recorded as ``skipped_images`` in the trainer's event storage (``metrics.json``) and kept
+    in ``state_dict``. A worker process that dies raises ``DataLoaderWorkerError`` naming it.
     """
 
     def __init__(self, dataset: DatasetFromList, mapper: Callable, batch_size: int, *, seed: int,
-                 group_ids: Optional[np.ndarray] = None, num_workers: int = 0, rank: int = 0, world_size: int = 1):
+                 group_ids: Optional[np.ndarray] = None, num_workers: int = 0, rank: int = 0, world_size: int = 1,
+                 on_bad_image: str = "raise"):
         """
         Args:
             dataset: the dataset dicts (serialized).
@@ -88,7 +117,14 @@ class TrainDataLoader:
             group_ids: per-image aspect group (batches never mix groups), or ``None``.
             num_workers: DataLoader worker processes.
             rank, world_size: this process's slice of the global stream.
+            on_bad_image: ``"raise"`` (stop on the first bad image) or ``"skip"``.
         """
+        if on_bad_image not in ON_BAD_IMAGE_CHOICES:
+            raise ValueError(f"DATALOADER.ON_BAD_IMAGE is {on_bad_image!r}; use one of {ON_BAD_IMAGE_CHOICES}.")
+        self.on_bad_image = on_bad_image
+        self.num_skipped = 0
+        self._warned = set()
+        self._workers: list = []
         self.dataset = dataset
         self.mapper = mapper
         self.batch_size = int(batch_size)
@@ -102,7 +138,7 @@ class TrainDataLoader:
     def state_dict(self) -> Dict[str, int]:
         """The position to resume from: seed, batches delivered, and the batching it assumes."""
         return {"seed": self.seed, "batches": self._delivered, "batch_size": self.batch_size,
-                "world_size": self.world_size}
+                "world_size": self.world_size, "skipped_images": self.num_skipped}
 
     def load_state_dict(self, state: Dict[str, int]) -> None:
         """Continue from ``state`` (as returned by ``state_dict``) on the next batch fetched."""
@@ -113,6 +149,7 @@ class TrainDataLoader:
                            self.world_size, state.get("batch_size"), state.get("world_size"))
         self.seed = int(state["seed"])
         self._delivered = int(state["batches"])
+        self.num_skipped = int(state.get("skipped_images", 0))
         self._version += 1
 
     def _torch_loader(self) -> DataLoader:
@@ -120,16 +157,59 @@ class TrainDataLoader:
                                   world_size=self.world_size)
         batches = AspectRatioGroupedBatchSampler(sampler, self.group_ids, self.batch_size, self._delivered)
         # A private generator: starting workers must not advance the global torch RNG (the model's).
-        return DataLoader(MapDataset(self.dataset, self.mapper, self.seed), batch_sampler=batches,
-                          num_workers=self.num_workers, collate_fn=trivial_batch_collator,
+        collate = _collate_with_skips if self.on_bad_image == "skip" else trivial_batch_collator
+        return DataLoader(MapDataset(self.dataset, self.mapper, self.seed, self.on_bad_image), batch_sampler=batches,
+                          num_workers=self.num_workers, collate_fn=collate,
                           generator=torch.Generator().manual_seed(self.seed))
+
+    def _count_skips(self, skipped: List[dict]) -> None:
+        for s in skipped:
+            self.num_skipped += 1
+            if s["file_name"] not in self._warned:
+                self._warned.add(s["file_name"])
+                logger.warning("Skipping image '%s' (image_id %s), the next image takes its place "
+                               "(DATALOADER.ON_BAD_IMAGE skip): %s", s["file_name"], s["image_id"], s["error"])
+        try:
+            get_event_storage().put_scalar("skipped_images", self.num_skipped, smoothing_hint=False)
+        except RuntimeError:
+            pass  # not training (or before the trainer's storage opens): the next batch records the count
+
+    def worker_error(self, exc: BaseException) -> Optional[DataLoaderWorkerError]:
+        """A ``DataLoaderWorkerError`` naming the dead worker(s) if ``exc`` is torch's report of one, else None."""
+        text = str(exc)
+        if isinstance(exc, DataLoaderWorkerError) or "DataLoader worker" not in text:
+            return None
+        match = re.search(r"pid(?:\(s\))?\s*([\d, ]+)", text)
+        pids = {int(p) for p in re.findall(r"\d+", match.group(1))} if match else set()
+        dead = [(i, w) for i, w in enumerate(self._workers) if w.pid in pids or w.exitcode not in (None, 0)]
+        if dead:
+            who = ", ".join(f"worker {i} (pid {w.pid}) {_describe_exit(w.exitcode)}" for i, w in dead)
+        else:
+            who = f"a worker {'(pid ' + ', '.join(map(str, sorted(pids))) + ') ' if pids else ''}exited unexpectedly"
+        return DataLoaderWorkerError(
+            f"Data loader {who}. The system may have run out of memory (see `dmesg`): lower DATALOADER.NUM_WORKERS "
+            "or SOLVER.IMS_PER_BATCH. Run the same command with --resume to continue from the last checkpoint.")
 
     def __iter__(self):
         while True:
             version = self._version
-            for batch in self._torch_loader():
+            it = iter(self._torch_loader())
+            self._workers = list(getattr(it, "_workers", []))
+            while True:
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                except RuntimeError as e:
+                    err = self.worker_error(e)
+                    if err is None:
+                        raise
+                    raise err from e
                 if self._version != version:
                     break  # load_state_dict was called: restart from the restored position
+                if self.on_bad_image == "skip":
+                    batch, skipped = batch
+                    self._count_skips(skipped)
                 self._delivered += 1
                 yield batch
                 if self._version != version:
@@ -142,7 +222,7 @@ def build_detection_train_loader(cfg, mapper: Optional[Callable] = None, dataset
 
     Args:
         cfg: reads DATASETS.TRAIN, DATALOADER.{NUM_WORKERS, ASPECT_RATIO_GROUPING,
-            FILTER_EMPTY_ANNOTATIONS}, SOLVER.IMS_PER_BATCH (over all processes) and SEED.
+            FILTER_EMPTY_ANNOTATIONS, ON_BAD_IMAGE}, SOLVER.IMS_PER_BATCH (over all processes) and SEED.
         mapper: default ``DatasetMapper(cfg, is_train=True)``.
         dataset: list of dataset dicts; default the (filtered) dicts of DATASETS.TRAIN.
         rank, world_size: default from ``detkit.utils.comm``.
@@ -169,7 +249,7 @@ def build_detection_train_loader(cfg, mapper: Optional[Callable] = None, dataset
     return TrainDataLoader(
         DatasetFromList(dataset), mapper if mapper is not None else DatasetMapper(cfg, is_train=True),
         total // world_size, seed=seed, group_ids=group_ids, num_workers=cfg.DATALOADER.NUM_WORKERS,
-        rank=rank, world_size=world_size)
+        rank=rank, world_size=world_size, on_bad_image=cfg.DATALOADER.ON_BAD_IMAGE)
 
 
 def build_detection_test_loader(cfg, dataset_name: Union[str, Sequence[str]], mapper: Optional[Callable] = None,

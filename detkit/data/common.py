@@ -9,8 +9,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .detection_utils import BadImageError
 
-__all__ = ["DatasetFromList", "MapDataset"]
+
+__all__ = ["DatasetFromList", "MapDataset", "ON_BAD_IMAGE_CHOICES"]
+
+ON_BAD_IMAGE_CHOICES = ("raise", "skip")
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +66,21 @@ class MapDataset(Dataset):
     mapper then gets ``rng=np.random.default_rng([seed, position])`` if it takes an ``rng``
     argument; otherwise Python's, numpy's and torch's global generators are seeded from the
     same pair for the call (and restored afterwards), so custom mappers are reproducible too.
+
+    With ``on_bad_image="skip"``, an item whose mapper raises ``BadImageError`` is replaced by
+    the next dataset item that maps (index + 1, + 2, ..., with the same seed), and each item is
+    returned as ``(mapped, skipped)`` where ``skipped`` lists ``{"file_name", "image_id",
+    "error"}`` of the items passed over. The replacement depends only on the index and the
+    stream position, so a resumed run skips exactly as the original did.
     """
 
-    def __init__(self, dataset: Dataset, mapper: Callable, seed: Optional[int] = None):
+    def __init__(self, dataset: Dataset, mapper: Callable, seed: Optional[int] = None, on_bad_image: str = "raise"):
+        if on_bad_image not in ON_BAD_IMAGE_CHOICES:
+            raise ValueError(f"DATALOADER.ON_BAD_IMAGE is {on_bad_image!r}; use one of {ON_BAD_IMAGE_CHOICES}.")
         self.dataset = dataset
         self.mapper = mapper
         self.seed = seed
+        self.on_bad_image = on_bad_image
         self._pass_rng = _accepts_rng(mapper)
 
     def __len__(self) -> int:
@@ -78,6 +91,18 @@ class MapDataset(Dataset):
             idx, position = item
         else:
             idx, position = item, None
+        if self.on_bad_image == "raise":
+            return self._map(idx, position)
+        skipped = []
+        for k in range(len(self.dataset)):
+            try:
+                return self._map((idx + k) % len(self.dataset), position), skipped
+            except BadImageError as e:
+                skipped.append({"file_name": e.file_name, "image_id": e.image_id, "error": str(e)})
+        raise BadImageError(f"No image of the dataset could be used ({len(skipped)} tried, DATALOADER.ON_BAD_IMAGE "
+                            f"skip); the last error: {skipped[-1]['error'] if skipped else 'none'}")
+
+    def _map(self, idx: int, position: Optional[int]):
         d = self.dataset[idx]
         if self.seed is None or position is None:
             return self.mapper(d)

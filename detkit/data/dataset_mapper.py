@@ -16,7 +16,8 @@ logger = logging.getLogger(__name__)
 
 
 class DatasetMapper:
-    """Read an image, augment it with its boxes, and build the model input of DESIGN.md.
+    """Read an image, augment it with its boxes, and build one model input (the contract of
+    ``detkit.modeling.meta_arch.DetectorBase``).
 
     The output is ``{"image": uint8 (C, H, W) tensor in INPUT.FORMAT order, "height", "width"
     (original size), "image_id", "file_name"}`` plus, in training, ``"instances"``:
@@ -48,7 +49,8 @@ class DatasetMapper:
 
     def __call__(self, dataset_dict: dict, rng: Optional[np.random.Generator] = None) -> dict:
         """Map one dataset dict (left unchanged) to a model input dict."""
-        image = read_image(dataset_dict["file_name"], format=self.image_format)
+        image = read_image(dataset_dict["file_name"], format=self.image_format,
+                           image_id=dataset_dict.get("image_id"))
         check_image_size(dataset_dict, image)
         orig_h, orig_w = image.shape[:2]
         boxes, classes = annotations_to_arrays(dataset_dict.get("annotations") if self.is_train else None)

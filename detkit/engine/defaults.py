@@ -9,6 +9,7 @@ import torch
 
 import detkit.utils.comm as comm
 from detkit.checkpoint import DetectionCheckpointer
+from detkit.config import get_cfg, load_installed_plugins, load_plugins
 from detkit.checkpoint.detection_checkpoint import atomic_write_bytes
 from detkit.utils.collect_env import collect_env_info
 from detkit.utils.env import seed_all_rng
@@ -16,17 +17,30 @@ from detkit.utils.logger import setup_logger
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["default_argument_parser", "default_setup", "setup_cfg", "DefaultPredictor"]
+__all__ = ["config_argument_parser", "default_argument_parser", "default_setup", "setup_cfg", "DefaultPredictor"]
 
 
-def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
-    """The flags every detkit training / evaluation tool shares (detectron2's names)."""
+def config_argument_parser(description: Optional[str] = None, config_required: bool = False,
+                           epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """The flags every tool that builds a config shares: ``--config``/``--config-file``, a repeatable
+    ``--plugin`` and trailing ``KEY VALUE`` overrides. Read them with :func:`setup_cfg`."""
     parser = argparse.ArgumentParser(
+        description=description,
         epilog=epilog or "Trailing KEY VALUE pairs override config keys, e.g. SOLVER.MAX_ITER 100 OUTPUT_DIR out/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", "--config-file", dest="config_file", default="", metavar="FILE",
-                        help="path to a YAML config")
+                        required=config_required, help="path to a YAML config")
+    parser.add_argument("--plugin", action="append", default=[], metavar="SPEC",
+                        help="module name or .py file registering components / config keys; repeatable")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                        help="config overrides, e.g. SOLVER.BASE_LR 0.02")
+    return parser
+
+
+def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
+    """The flags of detectron2's training / evaluation tools, on top of :func:`config_argument_parser`'s."""
+    parser = config_argument_parser(epilog=epilog)
     parser.add_argument("--resume", action="store_true",
                         help="continue from OUTPUT_DIR/last_checkpoint if it exists (else start from MODEL.WEIGHTS)")
     parser.add_argument("--eval-only", action="store_true", help="only evaluate MODEL.WEIGHTS on DATASETS.TEST")
@@ -36,26 +50,21 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     parser.add_argument("--machine-rank", type=int, default=0, help="this machine's rank (0 .. num-machines - 1)")
     parser.add_argument("--dist-url", default="auto",
                         help="tcp://host:port of machine 0; 'auto' picks a free local port (one machine)")
-    parser.add_argument("--plugin", action="append", default=[], metavar="SPEC",
-                        help="module name or .py file registering components / config keys; repeatable")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
-                        help="config overrides, e.g. SOLVER.BASE_LR 0.02")
     return parser
 
 
-def setup_cfg(args: argparse.Namespace):
-    """A frozen config from ``args``: plugins (installed, then ``--plugin``) first, then
-    ``--config``, then the trailing overrides."""
-    from detkit.config import get_cfg
-    from detkit.utils.plugins import load_installed_plugins, load_plugins
-
+def setup_cfg(args: argparse.Namespace, freeze: bool = True):
+    """The one way every tool builds its config from ``args``: installed plugins, then each
+    ``--plugin``, then ``--config`` (which loads the plugins its ``PLUGINS`` key names), then the
+    trailing ``KEY VALUE`` overrides; frozen unless ``freeze=False``."""
     cfg = get_cfg()
     load_installed_plugins(cfg)
     load_plugins(getattr(args, "plugin", []) or [], cfg)
-    if args.config_file:
+    if getattr(args, "config_file", ""):
         cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(list(getattr(args, "opts", []) or []))
-    cfg.freeze()
+    if freeze:
+        cfg.freeze()
     return cfg
 
 

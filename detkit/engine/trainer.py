@@ -113,12 +113,19 @@ class Trainer(TrainerBase):
         """
         # Start the data iterator first, then restore the checkpoint's RNG state: starting an
         # iterator draws from torch's RNG, and an uninterrupted run drew that at its own start.
-        if self.start_iter < self.max_iter:
-            self._trainer.prefetch()
-        if self._pending_rng_state is not None:
-            set_rng_state(self._pending_rng_state)
-            self._pending_rng_state = None
-        super().train(self.start_iter, self.max_iter)
+        try:
+            if self.start_iter < self.max_iter:
+                self._trainer.prefetch()
+            if self._pending_rng_state is not None:
+                set_rng_state(self._pending_rng_state)
+                self._pending_rng_state = None
+            super().train(self.start_iter, self.max_iter)
+        except RuntimeError as e:
+            # torch reports a dead loader worker wherever the main thread happens to be; name the worker.
+            err = getattr(self.data_loader, "worker_error", lambda _: None)(e)
+            if err is None or err is e:
+                raise
+            raise err from e
         return getattr(self, "_last_eval_results", None)
 
     # ---- checkpoint state -------------------------------------------------------------------
@@ -152,7 +159,8 @@ class Trainer(TrainerBase):
         if resume and self.checkpointer.has_checkpoint():
             # The checkpoint's "iteration" is the last one finished.
             self.start_iter = int(extra.get("iteration", self.iter)) + 1
-            logger.info("Resuming at iteration %d from %s", self.start_iter, self.checkpointer.get_checkpoint_file())
+            loaded = getattr(self.checkpointer, "loaded_checkpoint", None) or self.checkpointer.get_checkpoint_file()
+            logger.info("Resuming at iteration %d from %s", self.start_iter, loaded)
         else:
             self.start_iter = 0
             self.iter = 0
@@ -229,10 +237,10 @@ class Trainer(TrainerBase):
                                             backend=cfg.TEST.COCO_EVAL_BACKEND)
         if evaluator_type == "pascal_voc":
             return evaluation.PascalVOCDetectionEvaluator(dataset_name)
-        raise NotImplementedError(
-            f"No evaluator for dataset '{dataset_name}': its metadata evaluator_type is {evaluator_type!r}; "
-            "set MetadataCatalog.get(name).evaluator_type to 'coco' or 'pascal_voc', or override "
-            "Trainer.build_evaluator.")
+        raise ValueError(
+            f"DATASETS.TEST names '{dataset_name}', which has no evaluator: its metadata evaluator_type is "
+            f"{evaluator_type!r}. Set MetadataCatalog.get('{dataset_name}').evaluator_type to 'coco' or "
+            "'pascal_voc', remove the dataset from DATASETS.TEST, or override Trainer.build_evaluator.")
 
     @classmethod
     def test(cls, cfg, model: torch.nn.Module, evaluators=None) -> "OrderedDict[str, Dict]":

@@ -21,7 +21,7 @@ from .coco_eval_backend import (
 )
 from .evaluator import DatasetEvaluator
 from .proposal_evaluation import box_proposal_metrics
-from .testing import create_per_category_table, create_small_table, print_csv_format
+from .testing import create_per_category_table, create_small_table
 
 __all__ = ["COCOEvaluator", "score_coco_results"]
 
@@ -130,8 +130,7 @@ class COCOEvaluator(DatasetEvaluator):
             self._eval_box_proposals(predictions, gt, image_id_map)
         if any("instances" in p for p in predictions):
             self._eval_predictions(predictions, gt, image_id_map, to_dataset_id)
-        print_csv_format(self._results)
-        return copy.deepcopy(self._results)
+        return copy.deepcopy(self._results)  # Trainer.test prints the copypaste lines, once per dataset
 
     def _coco_image_id(self, image_id: Any, image_id_map: Dict[Any, int]) -> int:
         if image_id not in image_id_map:

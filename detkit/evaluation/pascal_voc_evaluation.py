@@ -12,7 +12,7 @@ from detkit.structures import BoxMode
 from detkit.utils import comm
 
 from .evaluator import DatasetEvaluator
-from .testing import create_small_table, print_csv_format
+from .testing import create_small_table
 
 __all__ = ["PascalVOCDetectionEvaluator", "voc_ap", "voc_eval_class"]
 
@@ -234,5 +234,4 @@ class PascalVOCDetectionEvaluator(DatasetEvaluator):
                     tabulate(rows, headers=["category", "AP", "AP50", "AP75"], tablefmt="pipe", floatfmt=".3f"))
         results = OrderedDict(bbox={"AP": float(np.mean(mean)), "AP50": float(mean[0]), "AP75": float(mean[5])})
         logger.info("Evaluation results for bbox:\n%s", create_small_table(results["bbox"]))
-        print_csv_format(results)
-        return results
+        return results  # Trainer.test prints the copypaste lines, once per dataset

@@ -7,7 +7,7 @@ channel slice per intra-op thread and runs torchvision's own kernels on the slic
 thread pool (they release the GIL), in the forward pass and in the backward pass. Results equal
 one ``roi_align`` call. On CUDA, with one thread, or with few boxes it is a plain ``roi_align`` call.
 """
-from typing import List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch.nn.modules.utils import _pair

@@ -1,1 +1,1 @@
-"""Ground-floor utilities: logging, events, distributed helpers, plugins, environment."""
+"""Ground-floor utilities: logging, events, distributed helpers, environment."""

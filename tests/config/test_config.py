@@ -1,9 +1,8 @@
 """Config: defaults, _BASE_ chains, overrides, precise errors, safe YAML, dump round-trip."""
-import os
 
 import pytest
 
-from detkit.config import CfgNode, ConfigError, configurable, get_cfg
+from detkit.config import ConfigError, configurable, get_cfg
 
 
 def _write(path, text):
@@ -129,8 +128,7 @@ def test_configurable_needs_from_config():
 
     with pytest.raises(TypeError, match="has no classmethod from_config"):
         NoFromConfig(get_cfg())
-    assert isinstance(get_cfg(), CfgNode)
-    assert os.path.exists(os.path.join(os.path.dirname(__file__), "..", "..", "detkit", "config", "defaults.py"))
+    assert NoFromConfig(a=3).a == 3  # plain keyword construction still works without from_config
 
 
 def test_detectron2_style_tuple_strings_in_yaml(tmp_path):

@@ -112,7 +112,7 @@ def test_exact_resume_on_a_new_loader(tiny_shapes):
     it = iter(first)
     _take(it, 3)
     state = first.state_dict()
-    assert state == {"seed": 42, "batches": 3, "batch_size": 4, "world_size": 1}
+    assert state == {"seed": 42, "batches": 3, "batch_size": 4, "world_size": 1, "skipped_images": 0}
     expected = _take(it, 3)
     resumed = build_detection_train_loader(cfg)
     resumed.load_state_dict(state)

@@ -46,8 +46,14 @@ def test_training_sampler_argument_errors():
         TrainingSampler(3, seed=1, rank=2, world_size=2)
 
 
-def test_training_sampler_default_seed_is_drawn():
-    assert isinstance(TrainingSampler(3).seed, int)
+def test_training_sampler_default_seed_is_drawn(monkeypatch):
+    """seed=None takes the seed all ranks share (comm.shared_random_seed), and streams from it."""
+    import detkit.utils.comm as comm
+
+    monkeypatch.setattr(comm, "shared_random_seed", lambda: 1234)
+    drawn = TrainingSampler(7)
+    assert drawn.seed == 1234
+    assert _take(drawn.positions(), 14) == _take(TrainingSampler(7, seed=1234).positions(), 14)
 
 
 @pytest.mark.parametrize("size,world,expected", [

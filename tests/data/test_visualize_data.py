@@ -1,5 +1,5 @@
-"""tools/visualize_data.py: writes PNGs with boxes for both sources, from a config file."""
-import importlib.util
+"""detkit.data.visualize (tools/visualize_data.py): PNGs with boxes for both sources, from a config file."""
+import argparse
 import os
 
 import numpy as np
@@ -10,15 +10,13 @@ from detkit.data import DatasetCatalog
 from detkit.data.datasets import register_shapes
 from detkit.utils.visualizer import class_color
 
-TOOL = os.path.join(os.path.dirname(__file__), "..", "..", "tools", "visualize_data.py")
+from detkit.data.visualize import visualize_training_data
+from detkit.engine import setup_cfg
 
 
-@pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("visualize_data_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _cfg(config, *opts):
+    """The config as the tool builds it: the file, then trailing KEY VALUE overrides."""
+    return setup_cfg(argparse.Namespace(config_file=config, plugin=[], opts=list(opts)))
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +34,9 @@ def _box_pixels(png, class_ids):
     return sum(int((pixels == class_color(c)).all(axis=2).sum()) for c in set(class_ids))
 
 
-def test_annotation_source(tool, config, tmp_path):
+def test_annotation_source(config, tmp_path):
     out = str(tmp_path / "ann")
-    assert tool.main(["--config", config, "--source", "annotation", "--output-dir", out, "--num", "3"]) == 0
+    assert visualize_training_data(_cfg(config), "annotation", out, num=3) == 3
     assert sorted(os.listdir(out)) == [f"shapes_tiny_vis_test_{i:06d}.png" for i in range(3)]
     d = DatasetCatalog.get("shapes_tiny_vis_test")[0]
     png = os.path.join(out, "shapes_tiny_vis_test_000000.png")
@@ -46,16 +44,15 @@ def test_annotation_source(tool, config, tmp_path):
     assert _box_pixels(png, [a["category_id"] for a in d["annotations"]]) > 20  # outlines in class colours
 
 
-def test_dataloader_source_with_overrides(tool, config, tmp_path):
+def test_dataloader_source_with_overrides(config, tmp_path):
     out = str(tmp_path / "dl")
-    argv = ["--config", config, "--source", "dataloader", "--output-dir", out, "--num", "3",
-            "INPUT.MIN_SIZE_TRAIN", "(32,)", "INPUT.MAX_SIZE_TRAIN", "32"]
-    assert tool.main(argv) == 0
+    cfg = _cfg(config, "INPUT.MIN_SIZE_TRAIN", "(32,)", "INPUT.MAX_SIZE_TRAIN", "32")
+    assert visualize_training_data(cfg, "dataloader", out, num=3) == 3
     files = sorted(os.listdir(out))
     assert len(files) == 3 and files[0].startswith("0000_") and files[0].endswith(".png")
     assert Image.open(os.path.join(out, files[0])).size == (32, 32)  # the loader's resized image
 
 
-def test_bad_source_is_refused(tool, config, tmp_path):
-    with pytest.raises(SystemExit):
-        tool.main(["--config", config, "--source", "raw", "--output-dir", str(tmp_path)])
+def test_bad_source_is_refused(config, tmp_path):
+    with pytest.raises(ValueError, match=r"Unknown source 'raw'; use one of \('annotation', 'dataloader'\)"):
+        visualize_training_data(_cfg(config), "raw", str(tmp_path))

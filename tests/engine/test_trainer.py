@@ -116,7 +116,7 @@ NAN_PLUGIN = textwrap.dedent('''
 
 
 def test_nan_loss_raises_and_keeps_last_good_checkpoint(tmp_path):
-    from detkit.utils.plugins import load_plugins
+    from detkit.config.plugins import load_plugins
 
     plugin = tmp_path / "nan_plugin.py"
     plugin.write_text(NAN_PLUGIN)
@@ -218,3 +218,16 @@ def test_amp_on_cpu_without_native_bf16_trains_in_float32_with_a_warning(tmp_pat
     assert not isinstance(t._trainer, AMPTrainer)
     warnings = [r.getMessage() for r in detkit_records if "SOLVER.AMP.ENABLED is ignored" in r.getMessage()]
     assert len(warnings) == 1 and "'cpu'" in warnings[0] and "float32" in warnings[0]
+
+
+def test_build_evaluator_names_the_dataset_and_key_when_none_fits():
+    from detkit.config import get_cfg
+    from detkit.data import MetadataCatalog
+
+    MetadataCatalog.get("no_evaluator_set").set(thing_classes=["a"])
+    try:
+        with pytest.raises(ValueError, match=r"DATASETS.TEST names 'no_evaluator_set', which has no evaluator: "
+                                             r"its metadata evaluator_type is None\. Set MetadataCatalog"):
+            Trainer.build_evaluator(get_cfg(), "no_evaluator_set")
+    finally:
+        MetadataCatalog.remove("no_evaluator_set")

@@ -1,25 +1,14 @@
-"""tools/evaluate_json.py re-scores a saved results file; tools/visualize_json_results.py draws it."""
-import importlib.util
+"""Saved results files: re-scored (tools/evaluate_json.py) and drawn (tools/visualize_json_results.py)."""
 import json
 import logging
-import pathlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from evaluation_testdata import CLASS_NAMES, DATASET_IDS, coco_to_dataset_dicts, make_coco_dataset, model_outputs
-from detkit.evaluation import COCOEvaluator
+from detkit.evaluation import COCOEvaluator, draw_results_file, rescore_results_file
 from detkit.utils.visualizer import class_color
-
-TOOLS = pathlib.Path(__file__).resolve().parents[2] / "tools"
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"_tool_{name}", TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_evaluate_json_rescores_saved_results(coco_dataset, tmp_path, caplog):
@@ -30,17 +19,16 @@ def test_evaluate_json_rescores_saved_results(coco_dataset, tmp_path, caplog):
     evaluator.process(inputs, outputs)
     direct = evaluator.evaluate()
     results_file = tmp_path / "coco_instances_results.json"
-    tool = _tool("evaluate_json")
     with caplog.at_level(logging.INFO, logger="detkit"):
-        again = tool.main(["--dataset", name, "--results", str(results_file), "--backend", "faster"])
+        again = rescore_results_file(name, str(results_file), backend="faster")
     assert again.keys() == {"bbox"} and again["bbox"] == pytest.approx(direct["bbox"], abs=1e-9)
     assert "Per-category bbox AP" in caplog.text and "copypaste: AP,AP50,AP75,APs,APm,APl" in caplog.text
     with pytest.raises(FileNotFoundError, match="nope.json"):
-        tool.main(["--dataset", name, "--results", str(tmp_path / "nope.json")])
+        rescore_results_file(name, str(tmp_path / "nope.json"))
     other = tmp_path / "other.json"
     other.write_text(json.dumps([{**dets[0], "image_id": 424242}]))
     with pytest.raises(KeyError, match=r"image ids \[424242\]"):
-        tool.main(["--dataset", name, "--results", str(other)])
+        rescore_results_file(name, str(other))
 
 
 def test_visualize_json_results_draws_truth_beside_predictions(tmp_path, register):
@@ -61,8 +49,7 @@ def test_visualize_json_results_draws_truth_beside_predictions(tmp_path, registe
     results_file = tmp_path / "res.json"
     results_file.write_text(json.dumps(results))
     out = tmp_path / "vis"
-    written = _tool("visualize_json_results").main(["--input", str(results_file), "--dataset", name,
-                                                    "--output", str(out), "--conf-threshold", "0.5"])
+    written = draw_results_file(str(results_file), name, str(out), conf_threshold=0.5)
     assert written == 2 and sorted(p.name for p in out.iterdir()) == ["img0.png", "img1.png"]
     canvas = np.asarray(Image.open(out / "img0.png").convert("RGB"))
     w = first["width"]

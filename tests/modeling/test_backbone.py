@@ -162,19 +162,3 @@ def test_weights_bad_specs(tmp_path):
     torch.save([1, 2], tmp_path / "list.pth")
     with pytest.raises(ValueError, match="list.pth holds neither a state dict"):
         load_backbone_weights(RegNetX400MF(), str(tmp_path / "list.pth"))
-
-
-def test_channels_last_same_outputs_in_nhwc():
-    torch.manual_seed(0)
-    plain = RegNetX400MF().eval()
-    nhwc = RegNetX400MF(channels_last=True).eval()
-    nhwc.load_state_dict(plain.state_dict())
-    assert nhwc.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
-    x = torch.randn(1, 3, 64, 64)
-    a, b = plain(x), nhwc(x)
-    for name in ("c3", "c4", "c5"):
-        assert b[name].is_contiguous(memory_format=torch.channels_last)
-        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-4)
-    cfg = get_cfg()
-    cfg.MODEL.CHANNELS_LAST = True
-    assert build_backbone(cfg).channels_last is True

@@ -52,13 +52,23 @@ def test_fpn_shapes_and_top_blocks(top_block, p6_in):
 
 
 def test_fpn_p6_from_p5_or_c5():
-    # With P6P7_C5, p6 depends on c5 only through its own conv: zeroing that conv's weights leaves its bias.
-    fpn = FPN(["c3", "c4", "c5"], _SHAPES, 4, top_block="P6P7_C5")
-    with torch.no_grad():
-        fpn.top_block.p6.weight.zero_()
-        fpn.top_block.p6.bias.fill_(0.5)
-    out = fpn(_features(1, 64))
-    assert torch.equal(out["p6"], torch.full((1, 4, 1, 1), 0.5))
+    """p6 is the stride-2 3x3 conv of c5 (P6P7_C5) or of p5 (P6P7_P5), and p7 that of relu(p6)."""
+    import torch.nn.functional as F
+
+    features = _features(1, 128)
+    for top_block, source in (("P6P7_C5", lambda out: features["c5"]), ("P6P7_P5", lambda out: out["p5"])):
+        torch.manual_seed(0)
+        fpn = FPN(["c3", "c4", "c5"], _SHAPES, 4, top_block=top_block)
+        with torch.no_grad():
+            out = fpn(features)
+            p6 = fpn.top_block.p6
+            expected = F.conv2d(source(out), p6.weight, p6.bias, stride=2, padding=1)
+            p7 = fpn.top_block.p7
+            expected_p7 = F.conv2d(F.relu(expected), p7.weight, p7.bias, stride=2, padding=1)
+        assert p6.in_channels == (24 if top_block == "P6P7_C5" else 4)
+        assert torch.allclose(out["p6"], expected, atol=1e-6), top_block
+        assert torch.allclose(out["p7"], expected_p7, atol=1e-6), top_block
+        assert out["p6"].shape == (1, 4, 2, 2) and out["p7"].shape == (1, 4, 1, 1)
 
 
 def test_fpn_init_and_norm():

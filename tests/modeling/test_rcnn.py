@@ -119,3 +119,24 @@ def test_in_features_the_neck_lacks_name_the_key(key):
     with pytest.raises(ValueError, match=rf"^{key} names \['p7'\], which the neck does not produce; "
                                          r"it outputs \['p3', 'p4', 'p5'\]\.$"):
         build_model(_cfg(**{key: "['p3', 'p7']"}))
+
+
+def test_channels_last_means_backbone_and_neck_as_for_fcos():
+    """MODEL.CHANNELS_LAST has one meaning for every meta-arch (DetectorBase): backbone and neck weights
+    NHWC, the heads as built; the proposals match the all-NCHW model's."""
+    models = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        models[channels_last] = build_model(_cfg(**{"MODEL.CHANNELS_LAST": channels_last,
+                                                    "TEST.AMP.ENABLED": False})).eval()
+    nhwc = models[True]
+    assert nhwc.backbone.stem[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc.neck.output_convs[0].weight.is_contiguous(memory_format=torch.channels_last)
+    heads = [p for m in (nhwc.proposal_generator, nhwc.roi_heads) for p in m.parameters() if p.dim() == 4]
+    assert heads and all(p.is_contiguous() for p in heads)
+    inputs = _inputs(with_gt=False)
+    with torch.inference_mode():
+        a, b = (models[k].inference(inputs, do_postprocess=False) for k in (False, True))
+    for x, y in zip(a, b):
+        assert len(x) == len(y)
+        assert torch.allclose(x.scores, y.scores, atol=1e-4)

@@ -1,6 +1,8 @@
 """Learning test: Faster R-CNN (configs/Base-RCNN-FPN.yaml, from scratch) overfits 4 shapes_train images.
 
-Trained and scored with the config's speed settings (channels_last, bf16 autocast on CPU). Scored
+Trained and scored with the config's speed settings: channels_last, and bf16 autocast where the CPU
+has native bf16 (AVX512-BF16 or AMX); elsewhere autocast is off and training and scoring run float32,
+as the engine does there (``detkit.utils.env.autocast_dtype``). Scored
 with COCOEvaluator on those same images: AP50 >= 90 (x100 scale), with box refinement on and off
 (the seed's simplified variant). Images are shrunk to 160 px (anchors scaled to match) and
 the second stage is narrowed (256-wide FCs, 64 RoIs per image) to keep 100 iterations cheap on 2 CPU cores.

@@ -37,6 +37,7 @@ def test_train_outputs_and_coco_table(trained_run):
     # The COCO table and the per-dataset csv block were printed.
     assert "Evaluation results for bbox:" in stdout and "| AP " in stdout
     assert "Evaluation results for shapes_tools_val in csv format:" in stdout
+    assert len(_copypaste(stdout)) == 1  # one block per evaluation of the one test set, not one per printer
     header, values = _copypaste(stdout)[-1]
     assert header.startswith("AP,AP50,AP75")
     assert float(values.split(",")[0]) == round(metrics[-1]["bbox/AP"], 4)

@@ -1,7 +1,6 @@
 """Backbone: the base class of detkit's trunks (named stages, output_shape, freezing, weights)."""
 from typing import Dict, List, Sequence
 
-import torch
 from torch import nn
 
 from detkit.layers import ShapeSpec, convert_frozen_batchnorm
@@ -22,7 +21,7 @@ class Backbone(nn.Module):
     _STRIDES = {"c2": 4, "c3": 8, "c4": 16, "c5": 32}
 
     def _setup(self, stem: Sequence[str], stages: Dict[str, str], channels: Dict[str, int],
-               out_features: Sequence[str], freeze_at: int, weights: str, channels_last: bool = False) -> None:
+               out_features: Sequence[str], freeze_at: int, weights: str) -> None:
         """
         Args:
             stem: dotted paths of the stem's modules, run in order.
@@ -31,7 +30,6 @@ class Backbone(nn.Module):
             out_features: the stages ``forward`` returns.
             freeze_at: see ``freeze``.
             weights: MODEL.BACKBONE.WEIGHTS, loaded by ``load_backbone_weights`` ("" for none).
-            channels_last: see ``set_channels_last``.
         """
         unknown = [f for f in out_features if f not in stages]
         if unknown or not out_features:
@@ -48,19 +46,12 @@ class Backbone(nn.Module):
         self._num_stages_run = 1 + max(self._stage_names.index(f) for f in self._out_features)
         load_backbone_weights(self, weights)
         self.freeze(freeze_at)
-        self.set_channels_last(channels_last)
 
-    def set_channels_last(self, enabled: bool) -> "Backbone":
-        """Run in channels_last (NHWC) memory format: weights are converted now, inputs in ``forward``.
-
-        Convolutions propagate the format, so the neck and heads downstream run in it too; oneDNN's
-        NHWC convolutions are faster on CPU, and tensor cores prefer NHWC on CUDA. Numerically
-        this only changes the order of floating-point sums.
-        """
-        self.channels_last = bool(enabled)
-        if self.channels_last:
-            self.to(memory_format=torch.channels_last)
-        return self
+    @staticmethod
+    def trunk_config(cfg) -> Dict:
+        """The constructor arguments every torchvision trunk reads from ``MODEL.BACKBONE``."""
+        return {"norm": cfg.MODEL.BACKBONE.NORM, "freeze_at": cfg.MODEL.BACKBONE.FREEZE_AT,
+                "weights": cfg.MODEL.BACKBONE.WEIGHTS}
 
     def _replace(self, path: str, new: nn.Module) -> None:
         parent, _, name = path.rpartition(".")
@@ -91,8 +82,6 @@ class Backbone(nn.Module):
         Returns:
             {name: (B, C_name, H / stride, W / stride)} for each of ``out_features``.
         """
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)  # no copy when it already is
         for path in self._stem_paths:
             x = self.get_submodule(path)(x)
         out = {}

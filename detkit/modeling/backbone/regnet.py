@@ -18,14 +18,13 @@ class RegNetX400MF(Backbone):
 
     @configurable
     def __init__(self, norm: str = "BN", freeze_at: int = 0, weights: str = "",
-                 out_features: Sequence[str] = ("c3", "c4", "c5"), channels_last: bool = False):
+                 out_features: Sequence[str] = ("c3", "c4", "c5")):
         """
         Args:
             norm: "BN", "FrozenBN", "GN" or "SyncBN", passed to torchvision as ``norm_layer``.
             freeze_at: 0 none, 1 the stem, k > 1 the stem and the first k - 1 stages.
             weights: a torchvision weights name, a path or a URL ("" for random init).
             out_features: stages returned by ``forward``.
-            channels_last: run in channels_last memory format (MODEL.CHANNELS_LAST).
         """
         super().__init__()
         trunk = regnet_x_400mf(weights=None, norm_layer=get_norm_layer(norm))
@@ -33,14 +32,8 @@ class RegNetX400MF(Backbone):
         self.trunk_output = trunk.trunk_output  # blocks 1-4: c2-c5
         stages = {f"c{i + 2}": f"trunk_output.block{i + 1}" for i in range(4)}
         channels = {"c2": 32, "c3": 64, "c4": 160, "c5": 400}
-        self._setup(["stem"], stages, channels, out_features, freeze_at, weights,
-                    channels_last)
+        self._setup(["stem"], stages, channels, out_features, freeze_at, weights)
 
     @classmethod
     def from_config(cls, cfg):
-        return {
-            "norm": cfg.MODEL.BACKBONE.NORM,
-            "freeze_at": cfg.MODEL.BACKBONE.FREEZE_AT,
-            "weights": cfg.MODEL.BACKBONE.WEIGHTS,
-            "channels_last": cfg.MODEL.CHANNELS_LAST,
-        }
+        return Backbone.trunk_config(cfg)

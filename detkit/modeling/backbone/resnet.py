@@ -20,7 +20,7 @@ class ResNet(Backbone):
 
     @configurable
     def __init__(self, depth: int = 50, norm: str = "BN", freeze_at: int = 0, weights: str = "",
-                 out_features: Sequence[str] = ("c3", "c4", "c5"), channels_last: bool = False):
+                 out_features: Sequence[str] = ("c3", "c4", "c5")):
         """
         Args:
             depth: 18, 34, 50 or 101.
@@ -28,7 +28,6 @@ class ResNet(Backbone):
             freeze_at: 0 none, 1 the stem, k > 1 the stem and the first k - 1 stages.
             weights: a torchvision weights name, a path or a URL ("" for random init).
             out_features: stages returned by ``forward``.
-            channels_last: run in channels_last memory format (MODEL.CHANNELS_LAST).
         """
         super().__init__()
         if depth not in _BUILDERS:
@@ -39,15 +38,8 @@ class ResNet(Backbone):
         width = 64 * (4 if depth >= 50 else 1)  # bottleneck blocks expand by 4
         channels = {f"c{i + 2}": width * 2 ** i for i in range(4)}
         stages = {f"c{i + 2}": f"layer{i + 1}" for i in range(4)}
-        self._setup(["conv1", "bn1", "relu", "maxpool"], stages, channels, out_features, freeze_at, weights,
-                    channels_last)
+        self._setup(["conv1", "bn1", "relu", "maxpool"], stages, channels, out_features, freeze_at, weights)
 
     @classmethod
     def from_config(cls, cfg):
-        return {
-            "depth": cfg.MODEL.RESNETS.DEPTH,
-            "norm": cfg.MODEL.BACKBONE.NORM,
-            "freeze_at": cfg.MODEL.BACKBONE.FREEZE_AT,
-            "weights": cfg.MODEL.BACKBONE.WEIGHTS,
-            "channels_last": cfg.MODEL.CHANNELS_LAST,
-        }
+        return {"depth": cfg.MODEL.RESNETS.DEPTH, **Backbone.trunk_config(cfg)}

@@ -1,10 +1,10 @@
-"""Helpers shared by the tools tests (a module of its own: test modules cannot import conftest)."""
+"""Helpers for tests that run tools or need a tiny trained config (a module: test modules cannot import conftest)."""
 import os
 import subprocess
 import sys
 import textwrap
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PLUGIN = textwrap.dedent('''
     """Registers small shapes subsets for the tools tests."""

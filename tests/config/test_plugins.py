@@ -8,7 +8,7 @@ import pytest
 
 from detkit.config import get_cfg
 from detkit.modeling import BACKBONE_REGISTRY, build_backbone
-from detkit.utils.plugins import PluginError, load_plugins
+from detkit.config.plugins import PluginError, load_plugins
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -100,7 +100,7 @@ def test_list_components_shows_plugin_parts(tmp_path):
 
 
 def test_installed_entry_point_plugins_are_loaded(tmp_path, monkeypatch):
-    from detkit.utils.plugins import load_installed_plugins
+    from detkit.config.plugins import load_installed_plugins
 
     (tmp_path / "entry_point_plugin_mod.py").write_text(PLUGIN.format(name="PluginBackboneD"))
     info = tmp_path / "detkit_fake_plugin-0.1.dist-info"

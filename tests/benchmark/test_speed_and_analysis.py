@@ -1,18 +1,10 @@
-"""Tests of tools/benchmark.py and tools/analyze_model.py, called in-process on a tiny FCOS."""
+"""detkit.benchmark.speed and .analysis (tools/benchmark.py, tools/analyze_model.py) on a tiny FCOS."""
 import argparse
-import importlib.util
-import os
 
 import pytest
 
-from tools_testing import REPO, write_tiny_config
-
-
-def _tool(name):
-    spec = importlib.util.spec_from_file_location(f"detkit_tool_{name}", os.path.join(REPO, "tools", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from detkit.benchmark import analysis, speed
+from tools_testing import run_tool, write_tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -25,13 +17,11 @@ def tiny_cfg(tmp_path_factory):
 
 
 def test_benchmark_tasks_report_speed(tiny_cfg):
-    bench = _tool("benchmark")
-    args = argparse.Namespace(warmup=1, iters=2)
     for task in ("train", "eval", "data"):
-        result = bench.TASKS[task](tiny_cfg, args)
+        result = speed.TASKS[task](tiny_cfg, warmup=1, iters=2)
         assert result.name == task and len(result.seconds) == 2 and all(s > 0 for s in result.seconds)
         assert result.images_per_iter == (1 if task == "eval" else 4)
-        line = bench.report(result, 1)
+        line = speed.report(result, 1)
         assert line.startswith(f"{task}: ") and " s/iter " in line and " images/s " in line
         assert result.images_per_s == pytest.approx(result.images_per_iter / result.s_per_iter)
 
@@ -39,15 +29,28 @@ def test_benchmark_tasks_report_speed(tiny_cfg):
 def test_analyze_model_tables(tiny_cfg):
     from detkit.modeling import build_model
 
-    tool = _tool("analyze_model")
     model = build_model(tiny_cfg).eval()
-    params = tool.do_parameter(model, max_depth=1)
+    params = analysis.parameter_table(model, max_depth=1)
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in params.splitlines()[3:]}
     total = sum(p.numel() for p in model.parameters())
     assert set(rows) == {"model", "backbone", "neck", "head"}
     assert rows["model"] == f"{total / 1e6:.1f}M"
     assert rows["head"] == f"{sum(p.numel() for p in model.head.parameters()) / 1e3:.1f}K"
-    flops = tool.do_flop(tiny_cfg, model, num_inputs=1)
+    flops = analysis.flop_table(tiny_cfg, model, num_inputs=1)
     assert "FLOPs per module" in flops and "backbone" in flops and "Total GFLOPs:" in flops
-    args = tool.parse_args(["--config", "x.yaml", "--tasks", "flop", "parameter", "MODEL.WEIGHTS", "w.pth"])
-    assert args.tasks == ["flop", "parameter"] and args.opts == ["MODEL.WEIGHTS", "w.pth"]
+
+
+def test_analyze_model_tool_splits_tasks_from_overrides(tiny_cfg, tmp_path):
+    """``--tasks`` stops at the first word that is not a task: the rest are KEY VALUE overrides."""
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(tiny_cfg.dump())
+    proc = run_tool("analyze_model.py", "--config", cfg_file, "--tasks", "parameter", "MODEL.FPN.OUT_CHANNELS", "8")
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in proc.stdout.splitlines()
+            if line.count("|") >= 3}
+    tiny_cfg_8 = tiny_cfg.clone()
+    tiny_cfg_8.defrost()
+    tiny_cfg_8.MODEL.FPN.OUT_CHANNELS = 8
+    from detkit.modeling import build_model
+
+    neck = build_model(tiny_cfg_8).neck
+    assert rows["neck"] == f"{sum(p.numel() for p in neck.parameters()) / 1e3:.1f}K"  # the override applied

@@ -1,4 +1,4 @@
-"""Plugins: modules or .py files that register components and may add config keys."""
+"""Plugins: modules or .py files that register components and may add config keys (the `PLUGINS` key, `--plugin`)."""
 import hashlib
 import importlib
 import importlib.util
@@ -88,7 +88,7 @@ def _add_config(module: ModuleType, cfg) -> None:
 
 
 def _copy_missing(src, dst) -> None:
-    from detkit.config import CfgNode
+    from .config import CfgNode
 
     for k, v in src.items():
         if k not in dst:
