@@ -44,6 +44,7 @@ class RetinaNetHead(nn.Module):
         in_channels = channels.pop()
         self.num_classes = num_classes
         self.num_anchors = num_anchors
+        self.norm = norm
         self.cls_subnet = _tower(in_channels, num_convs, norm)
         self.bbox_subnet = _tower(in_channels, num_convs, norm)
         self.cls_score = nn.Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
@@ -86,6 +87,9 @@ class RetinaNetHead(nn.Module):
         """
         logits, bbox_reg = [], []
         for feature in features:
+            if self.norm == "GN" and feature.device.type == "cpu":
+                # GroupNorm's backward is several times slower on channels_last CPU tensors: run NCHW (as FCOSHead).
+                feature = feature.contiguous()
             logits.append(self.cls_score(self.cls_subnet(feature)))
             bbox_reg.append(self.bbox_pred(self.bbox_subnet(feature)))
         return logits, bbox_reg
