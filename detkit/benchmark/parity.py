@@ -23,7 +23,7 @@ import torch
 from detkit.engine import Trainer
 from detkit.utils.env import seed_all_rng
 
-from .twins import build_torchvision_twin, comparison_cfg
+from .twins import build_torchvision_twin, comparison_cfg, num_classes_key
 
 __all__ = ["ROWS", "parse_rows", "parity_cfg", "row_cfg", "train_row", "run_parity", "format_parity"]
 
@@ -58,7 +58,7 @@ def parity_cfg(args: argparse.Namespace, *, iters: int, batch: int, lr: float, n
     steps of ``batch`` images of ``train`` at ``image_size`` px, scored on ``test``."""
     cfg = comparison_cfg(args, image_size).clone()
     cfg.defrost()
-    key = "MODEL.FCOS.NUM_CLASSES" if cfg.MODEL.META_ARCHITECTURE == "FCOS" else "MODEL.ROI_HEADS.NUM_CLASSES"
+    key = num_classes_key(cfg)
     cfg.merge_from_list([
         key, str(num_classes), "DATASETS.TRAIN", f"('{train}',)", "DATASETS.TEST", f"('{test}',)",
         "INPUT.MIN_SIZE_TRAIN", f"({image_size},)", "INPUT.MAX_SIZE_TRAIN", str(image_size),

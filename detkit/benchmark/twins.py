@@ -4,7 +4,8 @@ The comparison config (:func:`comparison_cfg`) fixes the architecture both sides
 RegNetX-400MF trunk, an FPN on c3-c5 giving p3-p5 with no extra levels, random init, square test
 images. :func:`build_torchvision_twin` then reads everything else from the same config: the FPN
 width, the class count, the anchors (sizes and ratios of ``MODEL.ANCHOR_GENERATOR``, FCOS's one
-anchor per location at each level's stride) and the post-processing thresholds. A config the twin
+anchor per location at each level's stride) and the post-processing thresholds; RetinaNet's twin also
+follows the head's depth and norm, and the matcher's IoU thresholds. A config the twin
 can't follow (other levels, another backbone, anchor offset 0.5) is refused with the key to change.
 
 :class:`TorchvisionDetector` wraps the torchvision model so that it takes and returns what a detkit
@@ -22,9 +23,10 @@ from detkit.modeling.meta_arch import detector_postprocess
 from detkit.modeling.meta_arch.processing import inference_autocast
 from detkit.structures import Boxes, Instances
 
-__all__ = ["TORCHVISION_KIND", "comparison_cfg", "build_torchvision_twin", "TorchvisionDetector", "num_classes_of"]
+__all__ = ["TORCHVISION_KIND", "comparison_cfg", "build_torchvision_twin", "TorchvisionDetector", "num_classes_of",
+           "num_classes_key"]
 
-TORCHVISION_KIND = {"FCOS": "fcos", "GeneralizedRCNN": "faster_rcnn"}
+TORCHVISION_KIND = {"FCOS": "fcos", "GeneralizedRCNN": "faster_rcnn", "RetinaNet": "retinanet"}
 _LEVELS = ["p3", "p4", "p5"]
 
 
@@ -36,6 +38,8 @@ def _reference_overrides(kind: str, image_size: int) -> List[str]:
            "INPUT.MIN_SIZE_TEST", str(image_size), "INPUT.MAX_SIZE_TEST", str(image_size)]
     if kind == "fcos":
         return out + ["MODEL.FCOS.NUM_CLASSES", "1", "MODEL.FCOS.IN_FEATURES", str(_LEVELS)]
+    if kind == "retinanet":
+        return out + ["MODEL.RETINANET.NUM_CLASSES", "1", "MODEL.RETINANET.IN_FEATURES", str(_LEVELS)]
     return out + ["MODEL.ROI_HEADS.NUM_CLASSES", "1", "MODEL.RPN.IN_FEATURES", str(_LEVELS),
                   "MODEL.ROI_HEADS.IN_FEATURES", str(_LEVELS)]
 
@@ -46,6 +50,10 @@ def _torchvision_defaults(kind: str) -> List[str]:
         return ["MODEL.FCOS.SCORE_THRESH_TEST", "0.2", "MODEL.FCOS.NMS_THRESH_TEST", "0.6",
                 "MODEL.FCOS.TOPK_CANDIDATES_TEST", "1000", "MODEL.FCOS.CENTER_SAMPLING_RADIUS", "1.5",
                 "TEST.DETECTIONS_PER_IMAGE", "100"]
+    if kind == "retinanet":
+        return ["MODEL.RETINANET.SCORE_THRESH_TEST", "0.05", "MODEL.RETINANET.NMS_THRESH_TEST", "0.5",
+                "MODEL.RETINANET.TOPK_CANDIDATES_TEST", "1000", "MODEL.RETINANET.IOU_THRESHOLDS", "[0.4, 0.5]",
+                "TEST.DETECTIONS_PER_IMAGE", "300"]
     return ["MODEL.RPN.PRE_NMS_TOPK_TRAIN", "2000", "MODEL.RPN.POST_NMS_TOPK_TRAIN", "2000",
             "MODEL.RPN.PRE_NMS_TOPK_TEST", "1000", "MODEL.RPN.POST_NMS_TOPK_TEST", "1000",
             "MODEL.RPN.NMS_THRESH", "0.7", "MODEL.RPN.BATCH_SIZE_PER_IMAGE", "256",
@@ -74,9 +82,18 @@ def comparison_cfg(args: argparse.Namespace, image_size: int = 400):
     return cfg
 
 
+def num_classes_key(cfg) -> str:
+    """The config key of the foreground class count of the config's detector."""
+    return {"FCOS": "MODEL.FCOS.NUM_CLASSES", "RetinaNet": "MODEL.RETINANET.NUM_CLASSES"}.get(
+        cfg.MODEL.META_ARCHITECTURE, "MODEL.ROI_HEADS.NUM_CLASSES")
+
+
 def num_classes_of(cfg) -> int:
     """The foreground class count of the config's detector."""
-    return cfg.MODEL.FCOS.NUM_CLASSES if cfg.MODEL.META_ARCHITECTURE == "FCOS" else cfg.MODEL.ROI_HEADS.NUM_CLASSES
+    node = cfg
+    for part in num_classes_key(cfg).split("."):
+        node = node[part]
+    return node
 
 
 def _check_follows(cfg, kind: str) -> None:
@@ -86,14 +103,18 @@ def _check_follows(cfg, kind: str) -> None:
         wrong.append(f"MODEL.BACKBONE.NAME is {cfg.MODEL.BACKBONE.NAME!r} (the twin has 'RegNetX400MF')")
     if list(cfg.MODEL.FPN.IN_FEATURES) != ["c3", "c4", "c5"] or cfg.MODEL.FPN.TOP_BLOCK:
         wrong.append("MODEL.FPN.IN_FEATURES / TOP_BLOCK must give p3-p5 from c3-c5 with no extra levels")
-    heads = ["MODEL.FCOS.IN_FEATURES"] if kind == "fcos" else ["MODEL.RPN.IN_FEATURES", "MODEL.ROI_HEADS.IN_FEATURES"]
+    heads = {"fcos": ["MODEL.FCOS.IN_FEATURES"], "retinanet": ["MODEL.RETINANET.IN_FEATURES"]}.get(
+        kind, ["MODEL.RPN.IN_FEATURES", "MODEL.ROI_HEADS.IN_FEATURES"])
     for key in heads:
         node = cfg
         for part in key.split("."):
             node = node[part]
         if list(node) != _LEVELS:
             wrong.append(f"{key} is {list(node)} (the twin runs on {_LEVELS})")
-    if kind == "faster_rcnn" and cfg.MODEL.ANCHOR_GENERATOR.OFFSET != 0.0:
+    if kind == "retinanet" and (cfg.MODEL.RETINANET.NUM_CONVS != 4 or cfg.MODEL.RETINANET.NORM not in ("", "GN")):
+        wrong.append(f"MODEL.RETINANET.NUM_CONVS / NORM are {cfg.MODEL.RETINANET.NUM_CONVS} / "
+                     f"{cfg.MODEL.RETINANET.NORM!r} (torchvision's head has 4 convs, with no norm or GN)")
+    if kind in ("faster_rcnn", "retinanet") and cfg.MODEL.ANCHOR_GENERATOR.OFFSET != 0.0:
         wrong.append(f"MODEL.ANCHOR_GENERATOR.OFFSET is {cfg.MODEL.ANCHOR_GENERATOR.OFFSET} "
                      "(torchvision's anchors sit at offset 0.0)")
     if wrong:
@@ -129,7 +150,7 @@ class _RegNetFPN(nn.Module):
 
 
 def _build_torchvision_model(cfg) -> nn.Module:
-    from torchvision.models.detection import FCOS, FasterRCNN
+    from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.ops import MultiScaleRoIAlign
 
@@ -147,6 +168,18 @@ def _build_torchvision_model(cfg) -> nn.Module:
     a, rpn, roi, box = cfg.MODEL.ANCHOR_GENERATOR, cfg.MODEL.RPN, cfg.MODEL.ROI_HEADS, cfg.MODEL.ROI_BOX_HEAD
     anchors = AnchorGenerator(sizes=_per_level(a.SIZES, "MODEL.ANCHOR_GENERATOR.SIZES"),
                               aspect_ratios=_per_level(a.ASPECT_RATIOS, "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS"))
+    if kind == "retinanet":
+        from functools import partial
+
+        from torchvision.models.detection.retinanet import RetinaNetHead
+
+        r = cfg.MODEL.RETINANET
+        head = RetinaNetHead(backbone.out_channels, anchors.num_anchors_per_location()[0], common["num_classes"],
+                             norm_layer=partial(nn.GroupNorm, 32) if r.NORM == "GN" else None)
+        return RetinaNet(backbone, anchor_generator=anchors, head=head, score_thresh=r.SCORE_THRESH_TEST,
+                         nms_thresh=r.NMS_THRESH_TEST, detections_per_img=cfg.TEST.DETECTIONS_PER_IMAGE,
+                         fg_iou_thresh=r.IOU_THRESHOLDS[-1], bg_iou_thresh=r.IOU_THRESHOLDS[0],
+                         topk_candidates=r.TOPK_CANDIDATES_TEST, **common)
     pooler = MultiScaleRoIAlign(["0", "1", "2"], output_size=box.POOLER_RESOLUTION,
                                 sampling_ratio=box.POOLER_SAMPLING_RATIO)
     return FasterRCNN(
@@ -203,6 +236,6 @@ class TorchvisionDetector(nn.Module):
 
 
 def build_torchvision_twin(cfg) -> TorchvisionDetector:
-    """torchvision's FCOS or FasterRCNN following ``cfg`` (see the module docstring), on MODEL.DEVICE."""
+    """torchvision's FCOS, RetinaNet or FasterRCNN following ``cfg`` (see the module docstring), on MODEL.DEVICE."""
     model = TorchvisionDetector(_build_torchvision_model(cfg), cfg.INPUT.FORMAT, cfg.TEST.AMP.ENABLED)
     return model.to(torch.device(cfg.MODEL.DEVICE))

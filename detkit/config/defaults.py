@@ -12,7 +12,7 @@ _C.PLUGINS = []
 
 # ---------------------------------------------------------------------------- model
 _C.MODEL = CN()
-# Name in META_ARCH_REGISTRY: "FCOS", "GeneralizedRCNN" or "ProposalNetwork".
+# Name in META_ARCH_REGISTRY: "FCOS", "RetinaNet", "GeneralizedRCNN" or "ProposalNetwork".
 _C.MODEL.META_ARCHITECTURE = "FCOS"
 # Device to train / run on: "cpu", "cuda", "cuda:1", ...
 _C.MODEL.DEVICE = "cpu"
@@ -48,7 +48,7 @@ _C.MODEL.FPN.NORM = ""
 _C.MODEL.FPN.TOP_BLOCK = ""
 
 _C.MODEL.ANCHOR_GENERATOR = CN()
-# Name in ANCHOR_GENERATOR_REGISTRY used by the RPN.
+# Name in ANCHOR_GENERATOR_REGISTRY used by the RPN and RetinaNet.
 _C.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"
 # Anchor sizes (sqrt of area, input pixels), one list per feature level.
 _C.MODEL.ANCHOR_GENERATOR.SIZES = [[32], [64], [128]]
@@ -95,6 +95,41 @@ _C.MODEL.FCOS.SCORE_THRESH_TEST = 0.2
 _C.MODEL.FCOS.TOPK_CANDIDATES_TEST = 1000
 # IoU threshold of the class-wise NMS.
 _C.MODEL.FCOS.NMS_THRESH_TEST = 0.6
+
+# ---------------------------------------------------------------------------- RetinaNet
+_C.MODEL.RETINANET = CN()
+# Number of foreground classes (sigmoid outputs, no background class).
+_C.MODEL.RETINANET.NUM_CLASSES = 80
+# Neck outputs the head runs on, finest first (one MODEL.ANCHOR_GENERATOR.SIZES list each).
+_C.MODEL.RETINANET.IN_FEATURES = ["p3", "p4", "p5"]
+# Name in DENSE_HEAD_REGISTRY of the head.
+_C.MODEL.RETINANET.HEAD_NAME = "RetinaNetHead"
+# 3x3 convs in each of the classification and box subnets.
+_C.MODEL.RETINANET.NUM_CONVS = 4
+# Anchors with IoU < 0.4 are background, in [0.4, 0.5) ignored, >= 0.5 foreground (+ each gt's best anchors).
+_C.MODEL.RETINANET.IOU_THRESHOLDS = [0.4, 0.5]
+# Label of each IoU range: 0 background, -1 ignored, 1 foreground.
+_C.MODEL.RETINANET.IOU_LABELS = [0, -1, 1]
+# Initial foreground probability of every class logit.
+_C.MODEL.RETINANET.PRIOR_PROB = 0.01
+# Detections with a lower score are dropped before NMS.
+_C.MODEL.RETINANET.SCORE_THRESH_TEST = 0.05
+# Candidates kept per level and image before NMS.
+_C.MODEL.RETINANET.TOPK_CANDIDATES_TEST = 1000
+# IoU threshold of the class-wise NMS.
+_C.MODEL.RETINANET.NMS_THRESH_TEST = 0.5
+# Weights (wx, wy, ww, wh) of the Box2BoxTransform anchor deltas.
+_C.MODEL.RETINANET.BBOX_REG_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+# Focal loss gamma (focusing parameter).
+_C.MODEL.RETINANET.FOCAL_LOSS_GAMMA = 2.0
+# Focal loss alpha (weight of the foreground term).
+_C.MODEL.RETINANET.FOCAL_LOSS_ALPHA = 0.25
+# Smooth-L1 beta of the box loss on deltas; 0 gives L1.
+_C.MODEL.RETINANET.SMOOTH_L1_LOSS_BETA = 0.1
+# Box loss: "smooth_l1" (on deltas) or "giou" (on decoded boxes).
+_C.MODEL.RETINANET.BBOX_REG_LOSS_TYPE = "smooth_l1"
+# Normalisation in the subnets' convs: "" (none), "GN", "BN", ...
+_C.MODEL.RETINANET.NORM = ""
 
 # ---------------------------------------------------------------------------- two-stage
 _C.MODEL.PROPOSAL_GENERATOR = CN()

@@ -13,6 +13,7 @@ from detkit.structures import Boxes, Instances
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 FCOS_CFG = os.path.join(ROOT, "configs", "Base-FCOS.yaml")
 RCNN_CFG = os.path.join(ROOT, "configs", "Base-RCNN-FPN.yaml")
+RETINANET_CFG = os.path.join(ROOT, "configs", "Base-RetinaNet.yaml")
 
 
 def _args(config_file, *opts):
@@ -23,7 +24,7 @@ def _count(module):
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("cfg_file", [FCOS_CFG, RCNN_CFG])
+@pytest.mark.parametrize("cfg_file", [FCOS_CFG, RCNN_CFG, RETINANET_CFG])
 def test_shared_trunk_and_fpn_have_the_same_parameter_count(cfg_file):
     cfg = comparison_cfg(_args(cfg_file), image_size=64)
     detkit, tv = build_side(cfg, "detkit"), build_side(cfg, "torchvision")
@@ -68,6 +69,30 @@ def test_twin_follows_anchor_and_postprocessing_overrides():
                                                        "MODEL.FCOS.TOPK_CANDIDATES_TEST", "50"))).model
     assert fcos.score_thresh == 0.4 and fcos.topk_candidates == 50 and fcos.nms_thresh == 0.6
 
+
+
+def test_retinanet_twin_follows_anchors_head_matcher_and_postprocessing():
+    cfg = comparison_cfg(_args(RETINANET_CFG, "MODEL.RETINANET.SCORE_THRESH_TEST", "0.1",
+                               "MODEL.RETINANET.IOU_THRESHOLDS", "[0.3, 0.6]"), image_size=64)
+    assert cfg.MODEL.RETINANET.NUM_CLASSES == 1 and cfg.TEST.DETECTIONS_PER_IMAGE == 300  # torchvision's default
+    detkit, tv = build_side(cfg, "detkit"), build_torchvision_twin(cfg).model
+    # Base-RetinaNet's three scales per octave and three ratios, per level.
+    assert tv.anchor_generator.sizes == ((32, 40, 50), (64, 80, 101), (128, 161, 203))
+    assert tv.anchor_generator.aspect_ratios == ((0.5, 1.0, 2.0),) * 3
+    assert tv.anchor_generator.num_anchors_per_location() == detkit.anchor_generator.num_cell_anchors == [9, 9, 9]
+    assert tv.score_thresh == 0.1 and tv.nms_thresh == 0.5 and tv.topk_candidates == 1000
+    assert tv.detections_per_img == 300 and detkit.max_detections_per_image == 300
+    assert (tv.proposal_matcher.BELOW_LOW_THRESHOLD, tv.proposal_matcher.low_threshold,
+            tv.proposal_matcher.high_threshold) == (-1, 0.3, 0.6)
+    assert tv.proposal_matcher.allow_low_quality_matches
+    # The same subnets: 4 x (3x3 conv 128 -> 128 + ReLU) each, then the predictors. torchvision counts
+    # background as a class (2 outputs per anchor for 1 class), detkit does not (1).
+    tower = 4 * (128 * 128 * 9 + 128)
+    assert _count(detkit.head.cls_subnet) == _count(tv.head.classification_head.conv) == tower
+    assert _count(detkit.head.bbox_subnet) == _count(tv.head.regression_head.conv) == tower
+    assert detkit.head.cls_score.out_channels == 9 and tv.head.classification_head.cls_logits.out_channels == 18
+    with pytest.raises(ValueError, match="MODEL.RETINANET.NUM_CONVS / NORM are 2 / ''"):
+        build_torchvision_twin(comparison_cfg(_args(RETINANET_CFG, "MODEL.RETINANET.NUM_CONVS", "2")))
 
 @pytest.mark.parametrize("opts, message", [
     (["MODEL.ANCHOR_GENERATOR.OFFSET", "0.5"], "MODEL.ANCHOR_GENERATOR.OFFSET is 0.5"),

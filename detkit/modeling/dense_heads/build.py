@@ -4,7 +4,7 @@ from detkit.registry import Registry
 __all__ = ["DENSE_HEAD_REGISTRY", "RPN_HEAD_REGISTRY", "build_dense_head", "build_rpn_head"]
 
 DENSE_HEAD_REGISTRY = Registry("DENSE_HEAD")
-DENSE_HEAD_REGISTRY.__doc__ = """One-stage detection heads (FCOSHead) shared across feature levels;
+DENSE_HEAD_REGISTRY.__doc__ = """One-stage detection heads (FCOSHead, RetinaNetHead) shared across feature levels;
 called as ``cls(cfg, input_shape)`` with one ShapeSpec per level."""
 
 RPN_HEAD_REGISTRY = Registry("RPN_HEAD")

@@ -4,17 +4,17 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 from torch import nn
-from torchvision.ops import batched_nms
 
 from detkit.config import configurable
 from detkit.modeling.anchor_generator import build_anchor_generator
 from detkit.modeling.box_coder import build_box_coder
 from detkit.modeling.dense_heads import build_dense_head
 from detkit.modeling.matcher import build_matcher
-from detkit.structures import Boxes, ImageList, Instances
+from detkit.structures import ImageList, Instances
 
 from .base import DetectorBase
 from .build import META_ARCH_REGISTRY
+from .dense_postprocess import dense_detections
 from .fcos_losses import LossNormalizer, fcos_losses, gather_fcos_targets
 
 __all__ = ["FCOS", "fcos_inference"]
@@ -46,7 +46,7 @@ def fcos_inference(
     Score = sqrt(sigmoid(cls) * sigmoid(ctrness)) for every (location, class); per level and image
     the ``topk_candidates`` best scores above ``score_thresh`` are kept and decoded; boxes are
     clipped to the image; a class-wise NMS runs over all levels (and images) in one call; each
-    image keeps its ``max_detections_per_image`` best.
+    image keeps its ``max_detections_per_image`` best (:func:`dense_detections`, shared with RetinaNet).
 
     Args:
         logits, bbox_reg, ctrness: the head's per-level outputs, (B, K | 4 | 1, H_l, W_l).
@@ -58,40 +58,18 @@ def fcos_inference(
     Returns:
         One Instances per image (in input-image coordinates) with pred_boxes, scores, pred_classes.
     """
-    batch, num_classes = logits[0].shape[:2]
     device = logits[0].device
-    all_boxes, all_scores, all_classes, all_images = [], [], [], []
-    for cls_l, reg_l, ctr_l, points_l, stride in zip(logits, bbox_reg, ctrness, points, strides):
-        scores = torch.sqrt(torch.sigmoid(cls_l).flatten(2) * torch.sigmoid(ctr_l).flatten(2))  # (B, K, HW)
-        scores = scores.transpose(1, 2).reshape(batch, -1)  # (B, HW*K), location-major
-        k = min(topk_candidates, scores.shape[1])
-        top_scores, top_idx = scores.topk(k, dim=1)  # (B, k)
-        keep = top_scores > score_thresh  # (B, k)
-        loc_idx = torch.div(top_idx, num_classes, rounding_mode="floor")  # (B, k)
-        classes = top_idx % num_classes  # (B, k)
-        deltas = torch.gather(reg_l.flatten(2).transpose(1, 2), 1, loc_idx.unsqueeze(-1).expand(-1, -1, 4))  # (B,k,4)
-        stride_t = torch.full((k,), float(stride), device=device)
-        boxes = box_coder.decode(points_l[loc_idx], deltas, stride_t)  # (B, k, 4)
-        image_ids = torch.arange(batch, device=device).unsqueeze(1).expand(-1, k)  # (B, k)
-        all_boxes.append(boxes[keep])
-        all_scores.append(top_scores[keep])
-        all_classes.append(classes[keep])
-        all_images.append(image_ids[keep])
-    boxes = torch.cat(all_boxes)  # (D, 4)
-    scores = torch.cat(all_scores)  # (D,)
-    classes = torch.cat(all_classes)  # (D,)
-    image_ids = torch.cat(all_images)  # (D,)
+    scores = [torch.sqrt(torch.sigmoid(c).flatten(2) * torch.sigmoid(t).flatten(2)).transpose(1, 2)  # (B, HW, K)
+              for c, t in zip(logits, ctrness)]
+    regression = [r.flatten(2).transpose(1, 2) for r in bbox_reg]  # (B, HW, 4)
 
-    # Clip every box to its own image (h, w), then one NMS where a group is an (image, class) pair.
-    sizes = torch.tensor(image_sizes, dtype=boxes.dtype, device=device).reshape(-1, 2)  # (B, 2)
-    limits = sizes[:, [1, 0, 1, 0]][image_ids]  # (D, 4)
-    boxes = torch.minimum(boxes.clamp(min=0), limits)
-    keep = batched_nms(boxes, scores, image_ids * num_classes + classes, nms_thresh)  # sorted by score
-    results = []
-    for i, size in enumerate(image_sizes):
-        kept = keep[image_ids[keep] == i][:max_detections_per_image]
-        results.append(Instances(size, pred_boxes=Boxes(boxes[kept]), scores=scores[kept], pred_classes=classes[kept]))
-    return results
+    def decode(level: int, loc_idx: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
+        stride = torch.full((loc_idx.shape[1],), float(strides[level]), device=device)
+        return box_coder.decode(points[level][loc_idx], ltrb, stride)  # (B, k, 4)
+
+    return dense_detections(scores, regression, decode, image_sizes, score_thresh=score_thresh,
+                            topk_candidates=topk_candidates, nms_thresh=nms_thresh,
+                            max_detections_per_image=max_detections_per_image)
 
 
 @META_ARCH_REGISTRY.register()
