@@ -1,4 +1,4 @@
-"""The export graphs of detkit's meta-architectures: FCOS and GeneralizedRCNN (Faster R-CNN).
+"""The export graphs of detkit's meta-architectures: FCOS, RetinaNet and GeneralizedRCNN (Faster R-CNN).
 
 Each reuses the trained modules of the eager model and mirrors its inference for one image with
 tensor ops only (see :mod:`detkit.export.graph`). A new one-stage detector needs a subclass whose
@@ -12,10 +12,11 @@ import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 from detkit.modeling.anchor_generator import _grid_centres
+from detkit.modeling.meta_arch.retinanet import _anchor_major
 
 from .graph import ExportGraph, batched_nms_in_graph, clip_boxes, dense_detections, register_export_graph
 
-__all__ = ["FCOSExportGraph", "GeneralizedRCNNExportGraph", "level_grid"]
+__all__ = ["FCOSExportGraph", "RetinaNetExportGraph", "GeneralizedRCNNExportGraph", "level_grid"]
 
 
 def level_grid(feature: torch.Tensor, stride: float, offset: float) -> torch.Tensor:
@@ -51,6 +52,27 @@ class FCOSExportGraph(ExportGraph):
         return dense_detections(scores, decode, image_hw, score_thresh=m.test_score_thresh,
                                 topk_candidates=m.test_topk_candidates, nms_thresh=m.test_nms_thresh,
                                 max_detections=m.max_detections_per_image)
+
+
+@register_export_graph("RetinaNet")
+class RetinaNetExportGraph(ExportGraph):
+    """RetinaNet: sigmoid of the per-level top-k class logits, anchor-delta decode, class-wise NMS."""
+
+    def detect(self, features: Dict[str, torch.Tensor], image_hw: torch.Tensor
+               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        m = self.model
+        maps = [features[f] for f in m.head_in_features]
+        logits, deltas = m.head(maps)
+        scores = [_anchor_major(x, m.num_classes)[0] for x in logits]  # per level (H*W*A, K) logits
+        deltas = [_anchor_major(x, 4)[0] for x in deltas]  # per level (H*W*A, 4)
+
+        def decode(level: int, idx: torch.Tensor) -> torch.Tensor:
+            anchors = level_anchors(m.anchor_generator, level, maps[level])[idx]  # (n, 4)
+            return m.box2box_transform.apply_deltas(deltas[level][idx], anchors)
+
+        return dense_detections(scores, decode, image_hw, score_thresh=m.test_score_thresh,
+                                topk_candidates=m.test_topk_candidates, nms_thresh=m.test_nms_thresh,
+                                max_detections=m.max_detections_per_image, score_transform=torch.sigmoid)
 
 
 @register_export_graph("GeneralizedRCNN")

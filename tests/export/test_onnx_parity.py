@@ -1,4 +1,4 @@
-"""ONNX Runtime against eager detkit for FCOS and Faster R-CNN, each briefly trained on shapes.
+"""ONNX Runtime against eager detkit for FCOS, RetinaNet and Faster R-CNN, each briefly trained on shapes.
 
 Each meta-arch (RegNetX-400MF + a 32-channel FPN, as the quick-start configs but small) is trained
 for a few iterations on 8 shapes_train images shrunk to 96 px, exported with ``export_model`` and
@@ -39,6 +39,7 @@ COMMON = [
 ARCHS = {
     "fcos": ("Base-FCOS.yaml", ["MODEL.FCOS.NUM_CLASSES", "3", "MODEL.FCOS.NUM_CONVS", "1",
                                 "MODEL.FCOS.SCORE_THRESH_TEST", "0.05"]),
+    "retinanet": ("Base-RetinaNet.yaml", ["MODEL.RETINANET.NUM_CLASSES", "3", "MODEL.RETINANET.NUM_CONVS", "1"]),
     "faster_rcnn": ("Base-RCNN-FPN.yaml", [
         "MODEL.ROI_HEADS.NUM_CLASSES", "3", "MODEL.ROI_BOX_HEAD.FC_DIM", "64",
         "MODEL.ANCHOR_GENERATOR.SIZES", "[[8, 12], [16, 24], [32, 48]]", "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS",
