@@ -49,8 +49,12 @@ def _series(records: Sequence[Mapping[str, float]], key: str):
     return np.asarray(it, dtype=np.float64), np.asarray(val, dtype=np.float64)
 
 
-def _smooth(values: np.ndarray, weight: float = 0.8) -> np.ndarray:
-    """TensorBoard-style exponential moving average, debiased so the first points are not pulled to 0."""
+def _smooth(values: np.ndarray) -> np.ndarray:
+    """TensorBoard-style exponential moving average, debiased so the first points are not pulled to 0.
+
+    Its weight (at most 0.8) shrinks for short series, which a heavy average would only lag behind.
+    """
+    weight = min(0.8, max(0.0, 1.0 - 4.0 / max(len(values), 1)))
     out = np.empty_like(values)
     acc = 0.0
     for i, v in enumerate(values):
