@@ -86,4 +86,5 @@ def test_two_process_gloo_matches_one_process(tmp_path):
         assert torch.allclose(v.float(), w2["model"][k].float(), rtol=1e-4, atol=1e-5), k
     # Only the main process wrote files.
     assert sorted(os.listdir(two)) == sorted(["first_losses.json", "last_checkpoint", "metrics.json",
-                                              "model_final.pth"])
+                                              "model_final.pth", "plots"])
+    assert os.listdir(os.path.join(two, "plots")) == ["losses.png"]  # drawn once, by the main process
