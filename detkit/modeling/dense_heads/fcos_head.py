@@ -27,6 +27,17 @@ class Scale(nn.Module):
         return x * self.scale
 
 
+def init_dense_head(head: nn.Module, cls_layer: nn.Conv2d, prior_prob: float) -> None:
+    """One-stage head init (FCOS, RetinaNet): every conv N(0, 0.01) with zero bias, and the class
+    layer's bias at -log((1 - p) / p), so every location starts scoring ``prior_prob``."""
+    for module in head.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.normal_(module.weight, std=0.01)
+            if module.bias is not None:
+                nn.init.constant_(module.bias, 0.0)
+    nn.init.constant_(cls_layer.bias, -math.log((1 - prior_prob) / prior_prob))
+
+
 def _tower(in_channels: int, num_convs: int, norm: str) -> nn.Sequential:
     """``num_convs`` x (3x3 conv -> optional norm -> ReLU), channels kept at ``in_channels``."""
     layers = []
@@ -73,12 +84,7 @@ class FCOSHead(nn.Module):
         self.ctrness = nn.Conv2d(in_channels, 1, 3, padding=1)
         self.scales = nn.ModuleList([Scale(1.0) for _ in input_shape]) if use_scale else None
 
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=0.01)
-                if module.bias is not None:
-                    nn.init.constant_(module.bias, 0.0)
-        nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+        init_dense_head(self, self.cls_logits, prior_prob)
 
     @classmethod
     def from_config(cls, cfg, input_shape: Union[Sequence[ShapeSpec], dict]):

@@ -1,5 +1,4 @@
 """RetinaNetHead: RetinaNet's classification and box subnets, shared by all feature levels."""
-import math
 from typing import List, Sequence, Tuple, Union
 
 import torch
@@ -9,7 +8,7 @@ from detkit.config import configurable
 from detkit.layers import ShapeSpec
 
 from .build import DENSE_HEAD_REGISTRY
-from .fcos_head import _tower
+from .fcos_head import _tower, init_dense_head
 
 __all__ = ["RetinaNetHead"]
 
@@ -49,12 +48,7 @@ class RetinaNetHead(nn.Module):
         self.bbox_subnet = _tower(in_channels, num_convs, norm)
         self.cls_score = nn.Conv2d(in_channels, num_anchors * num_classes, 3, padding=1)
         self.bbox_pred = nn.Conv2d(in_channels, num_anchors * 4, 3, padding=1)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=0.01)
-                if module.bias is not None:
-                    nn.init.constant_(module.bias, 0.0)
-        nn.init.constant_(self.cls_score.bias, -math.log((1 - prior_prob) / prior_prob))
+        init_dense_head(self, self.cls_score, prior_prob)
 
     @classmethod
     def from_config(cls, cfg, input_shape: Union[Sequence[ShapeSpec], dict]):
