@@ -1,5 +1,4 @@
 """OUTPUT_DIR/plots after train_net.py (training and --eval-only), and tools/plot_metrics.py redrawing them."""
-import json
 import shutil
 
 import numpy as np
