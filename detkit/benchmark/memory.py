@@ -26,7 +26,7 @@ def main(argv) -> None:
     fn = train_step_fn(cfg, model, samples) if phase == "train" else infer_fn(model, samples)
     for _ in range(int(warmup) + int(iters)):
         fn()
-    print(json.dumps({"maxrss_mb": peak_rss_kib() / 1024.0}))
+    sys.stdout.write(json.dumps({"maxrss_mb": peak_rss_kib() / 1024.0}) + "\n")  # the parent reads this line
 
 
 if __name__ == "__main__":
