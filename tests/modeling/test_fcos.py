@@ -1,10 +1,8 @@
 """Tests for detkit.modeling.meta_arch.fcos: target assignment, losses, inference and learning."""
 import math
-from typing import List
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from detkit.layers import ShapeSpec
@@ -15,32 +13,7 @@ from detkit.modeling.matcher import FCOSMatcher
 from detkit.modeling.meta_arch.fcos import FCOS, fcos_inference
 from detkit.structures import Boxes, Instances
 
-
-class _IdentityTrunk(nn.Module):
-    """Stand-in backbone: hands the image on as a single feature."""
-
-    size_divisibility = 0
-
-    def forward(self, x):
-        return {"x": x}
-
-
-class _PoolNeck(nn.Module):
-    """Stand-in neck: one 1x1 conv, then average pooling by each level's stride."""
-
-    def __init__(self, strides: List[int], channels: int = 8):
-        super().__init__()
-        self.strides = strides
-        self.channels = channels
-        self.proj = nn.Conv2d(3, channels, 1)
-        self.size_divisibility = max(strides)
-
-    def output_shape(self):
-        return {f"p{i + 3}": ShapeSpec(channels=self.channels, stride=s) for i, s in enumerate(self.strides)}
-
-    def forward(self, feats):
-        x = self.proj(feats["x"])
-        return {f"p{i + 3}": F.avg_pool2d(x, s) for i, s in enumerate(self.strides)}
+from standins import IdentityTrunk, PoolNeck
 
 
 class _FixedHead(nn.Module):
@@ -56,9 +29,9 @@ class _FixedHead(nn.Module):
 
 
 def _make_fcos(strides, head, num_classes, radius=0.0, **kwargs):
-    neck = _PoolNeck(strides)
+    neck = PoolNeck(strides)
     return FCOS(
-        backbone=_IdentityTrunk(), neck=neck, head=head, head_in_features=list(neck.output_shape()),
+        backbone=IdentityTrunk(), neck=neck, head=head, head_in_features=list(neck.output_shape()),
         point_generator=PointGenerator(strides), matcher=FCOSMatcher([64, 128], center_sampling_radius=radius),
         box_coder=LTRBBoxCoder(True), num_classes=num_classes, pixel_mean=[0.0, 0.0, 0.0],
         pixel_std=[1.0, 1.0, 1.0], **kwargs)
@@ -224,9 +197,9 @@ def test_fcos_training_without_instances_names_the_image():
 def test_fcos_rejects_unknown_box_loss_and_missing_features():
     with pytest.raises(ValueError, match="BOX_LOSS_TYPE"):
         _tiny_model(box_loss_type="iou")
-    neck = _PoolNeck([8, 16])
+    neck = PoolNeck([8, 16])
     with pytest.raises(ValueError, match="IN_FEATURES"):
-        FCOS(backbone=_IdentityTrunk(), neck=neck, head=nn.Identity(), head_in_features=["p3", "p6"],
+        FCOS(backbone=IdentityTrunk(), neck=neck, head=nn.Identity(), head_in_features=["p3", "p6"],
              point_generator=PointGenerator([8, 16]), matcher=FCOSMatcher([64]), box_coder=LTRBBoxCoder(True),
              num_classes=2, pixel_mean=[0, 0, 0], pixel_std=[1, 1, 1])
 

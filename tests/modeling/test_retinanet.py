@@ -1,11 +1,9 @@
 """Tests for detkit.modeling.meta_arch.retinanet and RetinaNetHead: anchor labels, losses, inference, learning."""
 import math
 from pathlib import Path
-from typing import List
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from detkit.layers import ShapeSpec
@@ -16,35 +14,11 @@ from detkit.modeling.matcher import Matcher
 from detkit.modeling.meta_arch import RetinaNet
 from detkit.structures import Boxes, Instances
 
+from standins import IdentityTrunk, PoolNeck
+
 CONFIGS = Path(__file__).parents[2] / "configs"
 LN2, LN3 = math.log(2.0), math.log(3.0)
 ITERS = 100  # learning test iterations
-
-
-class _IdentityTrunk(nn.Module):
-    """Stand-in backbone: hands the image on as a single feature."""
-
-    size_divisibility = 0
-
-    def forward(self, x):
-        return {"x": x}
-
-
-class _PoolNeck(nn.Module):
-    """Stand-in neck: one 1x1 conv, then average pooling by each level's stride."""
-
-    def __init__(self, strides: List[int], channels: int = 8):
-        super().__init__()
-        self.strides = strides
-        self.channels = channels
-        self.proj = nn.Conv2d(3, channels, 1)
-
-    def output_shape(self):
-        return {f"p{i + 3}": ShapeSpec(channels=self.channels, stride=s) for i, s in enumerate(self.strides)}
-
-    def forward(self, feats):
-        x = self.proj(feats["x"])
-        return {f"p{i + 3}": F.avg_pool2d(x, s) for i, s in enumerate(self.strides)}
 
 
 class _FixedHead(nn.Module):
@@ -60,9 +34,9 @@ class _FixedHead(nn.Module):
 
 
 def _make_retinanet(head, num_classes=3, strides=(8,), sizes=((8,),), ratios=((1.0,),), **kwargs):
-    neck = _PoolNeck(list(strides))
+    neck = PoolNeck(list(strides))
     return RetinaNet(
-        backbone=_IdentityTrunk(), neck=neck, head=head, head_in_features=list(neck.output_shape()),
+        backbone=IdentityTrunk(), neck=neck, head=head, head_in_features=list(neck.output_shape()),
         anchor_generator=DefaultAnchorGenerator([list(s) for s in sizes], [list(r) for r in ratios], list(strides)),
         box2box_transform=Box2BoxTransform((1.0, 1.0, 1.0, 1.0)),
         anchor_matcher=Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True),
@@ -168,9 +142,9 @@ def test_losses_with_confident_correct_logits_are_small():
 def test_unknown_box_loss_and_missing_features_are_refused():
     with pytest.raises(ValueError, match="MODEL.RETINANET.BBOX_REG_LOSS_TYPE"):
         _make_retinanet(nn.Identity(), box_reg_loss_type="l2")
-    neck = _PoolNeck([8])
+    neck = PoolNeck([8])
     with pytest.raises(ValueError, match="MODEL.RETINANET.IN_FEATURES"):
-        RetinaNet(backbone=_IdentityTrunk(), neck=neck, head=nn.Identity(), head_in_features=["p3", "p6"],
+        RetinaNet(backbone=IdentityTrunk(), neck=neck, head=nn.Identity(), head_in_features=["p3", "p6"],
                   anchor_generator=DefaultAnchorGenerator([[8]], [[1.0]], [8]),
                   box2box_transform=Box2BoxTransform((1, 1, 1, 1)), anchor_matcher=Matcher([0.5], [0, 1]),
                   num_classes=2, pixel_mean=[0, 0, 0], pixel_std=[1, 1, 1])
