@@ -2,6 +2,7 @@
 import os
 
 from detkit.config import get_cfg
+from detkit.engine import HookBase
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_SET = "shapes_engine_train_8"
@@ -24,3 +25,18 @@ def tiny_fcos_cfg(output_dir: str, *overrides):
     ])
     cfg.merge_from_list(list(overrides))
     return cfg
+
+
+class Interrupt(Exception):
+    """Raised by StopAfter: a run that dies."""
+
+
+class StopAfter(HookBase):
+    """Simulate a run that dies right after iteration ``last`` (its checkpoint was written)."""
+
+    def __init__(self, last):
+        self.last = last
+
+    def after_step(self):
+        if self.trainer.iter == self.last:
+            raise Interrupt()

@@ -10,22 +10,7 @@ import torch
 from detkit.engine import HookBase, Trainer, get_event_storage
 from detkit.utils.env import seed_all_rng
 
-from engine_testing import tiny_fcos_cfg
-
-
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAfter(HookBase):
-    """Simulate a run that dies right after iteration ``last`` (its checkpoint was written)."""
-
-    def __init__(self, last):
-        self.last = last
-
-    def after_step(self):
-        if self.trainer.iter == self.last:
-            raise _Interrupt()
+from engine_testing import Interrupt, StopAfter, tiny_fcos_cfg
 
 
 def _state(model):
@@ -42,8 +27,8 @@ def test_resume_2n_equals_n_plus_n(tmp_path):
     seed_all_rng(7)
     first = Trainer(tiny_fcos_cfg(tmp_path / "split"))
     first.resume_or_load(resume=False)
-    first.register_hooks([_StopAfter(2)])
-    with pytest.raises(_Interrupt):
+    first.register_hooks([StopAfter(2)])
+    with pytest.raises(Interrupt):
         first.train()
     assert (tmp_path / "split" / "last_checkpoint").read_text() == "model_0000002.pth"
     assert not (tmp_path / "split" / "model_final.pth").exists()

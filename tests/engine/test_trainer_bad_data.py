@@ -12,23 +12,10 @@ import torch
 from detkit.checkpoint import DetectionCheckpointer
 from detkit.data import DatasetCatalog, DatasetMapper, MetadataCatalog, TrainingSampler
 from detkit.data.build import DataLoaderWorkerError, build_detection_train_loader
-from detkit.engine import HookBase, Trainer
+from detkit.engine import Trainer
 from detkit.utils.env import seed_all_rng
 
-from engine_testing import TRAIN_SET, tiny_fcos_cfg
-
-
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAfter(HookBase):
-    def __init__(self, last):
-        self.last = last
-
-    def after_step(self):
-        if self.trainer.iter == self.last:
-            raise _Interrupt()
+from engine_testing import Interrupt, StopAfter, TRAIN_SET, tiny_fcos_cfg
 
 
 def _broken_copy(tmp_path, name, bad_indices):
@@ -81,8 +68,8 @@ def test_skip_mode_trains_counts_skips_and_resumes_exactly(tmp_path, broken_set)
     seed_all_rng(7)
     first = Trainer(tiny_fcos_cfg(tmp_path / "split", *over))
     first.resume_or_load(resume=False)
-    first.register_hooks([_StopAfter(2)])
-    with pytest.raises(_Interrupt):
+    first.register_hooks([StopAfter(2)])
+    with pytest.raises(Interrupt):
         first.train()
     seed_all_rng(123)
     second = Trainer(tiny_fcos_cfg(tmp_path / "split", *over))
