@@ -1,13 +1,15 @@
 #!/usr/bin/env python
-"""Analyze a model: parameter counts, fvcore FLOPs per module, or its structure, as tables.
+"""Analyze a model: parameter counts, fvcore FLOPs per module, its structure, or its physical limit, as tables.
 
 Example:
     python tools/analyze_model.py --config configs/quickstart/fcos_shapes.yaml --tasks parameter flop structure
+    python tools/analyze_model.py --config configs/Base-FCOS.yaml --tasks roofline INPUT.MIN_SIZE_TEST 400 \
+        DATASETS.TEST "()"
 """
 import argparse
 import sys
 
-from detkit.benchmark.analysis import ANALYSIS_TASKS, flop_table, parameter_table
+from detkit.benchmark.analysis import ANALYSIS_TASKS, flop_table, parameter_table, roofline_table
 from detkit.checkpoint import DetectionCheckpointer
 from detkit.engine import config_argument_parser, setup_cfg
 from detkit.modeling import build_model
@@ -17,8 +19,8 @@ from detkit.utils.logger import setup_logger
 def parse_args(argv=None) -> argparse.Namespace:
     """Parse the flags; ``--tasks`` takes the task names that follow it, the rest are KEY VALUE overrides."""
     parser = config_argument_parser(__doc__.splitlines()[0], config_required=True)
-    parser.add_argument("--tasks", nargs="+", required=True, metavar="{parameter,flop,structure}",
-                        help="one or more of: parameter flop structure")
+    parser.add_argument("--tasks", nargs="+", required=True, metavar="{parameter,flop,structure,roofline}",
+                        help="one or more of: parameter flop structure roofline")
     parser.add_argument("--num-inputs", type=int, default=1, help="images to average FLOPs over")
     parser.add_argument("--max-depth", type=int, default=3, help="module depth of the parameter table")
     args = parser.parse_args(argv)
@@ -44,6 +46,8 @@ def main(argv=None) -> int:
             print(parameter_table(model, args.max_depth))
         elif task == "flop":
             print(flop_table(cfg, model, args.num_inputs))
+        elif task == "roofline":
+            print(roofline_table(cfg, model))
         else:
             print("Model structure:\n" + str(model))
     return 0

@@ -3,7 +3,7 @@ import argparse
 
 import pytest
 
-from detkit.benchmark import analysis, speed
+from detkit.benchmark import analysis, roofline, speed
 from tools_testing import run_tool, write_tiny_config
 
 
@@ -54,3 +54,28 @@ def test_analyze_model_tool_splits_tasks_from_overrides(tiny_cfg, tmp_path):
 
     neck = build_model(tiny_cfg_8).neck
     assert rows["neck"] == f"{sum(p.numel() for p in neck.parameters()) / 1e3:.1f}K"  # the override applied
+
+
+def test_conv_flops_counts_multiply_adds():
+    # 128 -> 128 channels, 3x3 taps, 50x50 outputs: 128 * 128 * 9 * 2500 multiply-adds
+    assert roofline.conv_flops(128, 50) == 368_640_000
+    assert roofline.conv_flops(8, 4, kernel=1, batch=2) == 2 * 8 * 8 * 16
+
+
+def test_roofline_report_divides_flops_by_the_best_rate(tiny_cfg):
+    from detkit.modeling import build_model
+
+    model = build_model(tiny_cfg).eval()
+    image = analysis._images(tiny_cfg, 1)[0]
+    report = roofline.roofline_report(model, image, flops=2e9, iters=2,
+                                      rates={"float32 NCHW": 50.0, "float32 channels_last": 80.0})
+    rows = {line.split("  ")[0].strip(): line.split()[-1] for line in report.splitlines()}
+    assert report.splitlines()[0].startswith("CPU flags: ")
+    assert rows["fvcore GFLOPs"] == "2.00"
+    assert rows["ideal ms/img at float32 channels_last"] == "25.0"  # 2 GFLOP at 80 GFLOP/s
+    measured = float(rows["measured ms/img (median)"])
+    assert float(rows["measured / ideal"]) == pytest.approx(measured / 25.0, abs=0.01)
+
+
+def test_conv_throughput_is_positive():
+    assert roofline.conv_throughput(channels=8, size=8, warmup=1, iters=2) > 0
