@@ -15,16 +15,38 @@ from detkit.utils.collect_env import collect_env_info
 from detkit.utils.env import seed_all_rng
 from detkit.utils.logger import setup_logger
 
+from .trainer import Trainer, create_ddp_model, default_writers
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["config_argument_parser", "default_argument_parser", "default_setup", "setup_cfg", "DefaultPredictor"]
+__all__ = ["config_argument_parser", "default_argument_parser", "default_setup", "setup_cfg", "DefaultPredictor",
+           "DefaultTrainer", "create_ddp_model", "default_writers"]
+
+# detectron2's name for the trainer: one class under two names.
+DefaultTrainer = Trainer
+
+
+class _ConfigArgumentParser(argparse.ArgumentParser):
+    """Joins the two ways of giving overrides (trailing ``KEY VALUE`` and ``--opts KEY VALUE``) into ``opts``."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        flagged = ns.__dict__.pop("_opts_flag", None) or []
+        opts = [t for t in list(ns.opts or []) + list(flagged) if t != "--opts"]
+        for key in opts[0::2]:
+            if key.startswith("--"):
+                self.error(f"the flag {key} comes after the KEY VALUE overrides, which take everything after "
+                           "them; give the flags first")
+        ns.opts = opts
+        return ns, extras
 
 
 def config_argument_parser(description: Optional[str] = None, config_required: bool = False,
                            epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """The flags every tool that builds a config shares: ``--config``/``--config-file``, a repeatable
-    ``--plugin`` and trailing ``KEY VALUE`` overrides. Read them with :func:`setup_cfg`."""
-    parser = argparse.ArgumentParser(
+    ``--plugin`` and ``KEY VALUE`` overrides, trailing or after ``--opts`` (as detectron2's demo takes
+    them). Both forms end up in ``args.opts``; read them with :func:`setup_cfg`."""
+    parser = _ConfigArgumentParser(
         description=description,
         epilog=epilog or "Trailing KEY VALUE pairs override config keys, e.g. SOLVER.MAX_ITER 100 OUTPUT_DIR out/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -33,6 +55,8 @@ def config_argument_parser(description: Optional[str] = None, config_required: b
                         required=config_required, help="path to a YAML config")
     parser.add_argument("--plugin", action="append", default=[], metavar="SPEC",
                         help="module name or .py file registering components / config keys; repeatable")
+    parser.add_argument("--opts", dest="_opts_flag", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                        help="config overrides (the rest of the command line), as detectron2's demo takes them")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                         help="config overrides, e.g. SOLVER.BASE_LR 0.02")
     return parser
