@@ -9,7 +9,7 @@ import torch
 
 import detkit.utils.comm as comm
 from detkit.checkpoint import DetectionCheckpointer
-from detkit.config import get_cfg, load_installed_plugins, load_plugins
+from detkit.config import ConfigError, get_cfg, load_installed_plugins, load_plugins
 from detkit.checkpoint.detection_checkpoint import atomic_write_bytes
 from detkit.utils.collect_env import collect_env_info
 from detkit.utils.env import seed_all_rng
@@ -32,12 +32,7 @@ class _ConfigArgumentParser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         ns, extras = super().parse_known_args(args, namespace)
         flagged = ns.__dict__.pop("_opts_flag", None) or []
-        opts = [t for t in list(ns.opts or []) + list(flagged) if t != "--opts"]
-        for key in opts[0::2]:
-            if key.startswith("--"):
-                self.error(f"the flag {key} comes after the KEY VALUE overrides, which take everything after "
-                           "them; give the flags first")
-        ns.opts = opts
+        ns.opts = [t for t in list(ns.opts or []) + list(flagged) if t != "--opts"]
         return ns, extras
 
 
@@ -86,7 +81,12 @@ def setup_cfg(args: argparse.Namespace, freeze: bool = True):
     load_plugins(getattr(args, "plugin", []) or [], cfg)
     if getattr(args, "config_file", ""):
         cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(list(getattr(args, "opts", []) or []))
+    opts = list(getattr(args, "opts", []) or [])
+    for key in opts[0::2]:
+        if str(key).startswith("--"):
+            raise ConfigError(f"The flag {key} comes after the KEY VALUE overrides, which take the rest of the "
+                              "command line; give the flags first.")
+    cfg.merge_from_list(opts)
     if freeze:
         cfg.freeze()
     return cfg
