@@ -16,6 +16,7 @@ the same in every image.
 """
 import colorsys
 import logging
+from enum import Enum
 from typing import Any, List, Optional, Sequence
 
 import matplotlib.colors as mplc
@@ -28,11 +29,19 @@ from PIL import Image
 
 from detkit.structures import Boxes, BoxMode
 
-__all__ = ["Visualizer", "VisImage"]
+__all__ = ["Visualizer", "VisImage", "ColorMode"]
 
 logger = logging.getLogger(__name__)
 
 _SMALL_OBJECT_AREA_THRESH = 1000  # boxes smaller than this (px^2, at scale 1) get their label outside
+
+
+class ColorMode(Enum):
+    """How ``draw_instance_predictions`` colours the picture (detectron2's names)."""
+
+    IMAGE = 0  # the image as it is, one colour per class
+    SEGMENTATION = 1  # the same here: colours are per class already (detectron2 varies them per instance)
+    IMAGE_BW = 2  # the image in grey, so the coloured boxes stand out
 
 
 def _class_color(class_id: int) -> tuple:
@@ -104,8 +113,8 @@ class Visualizer:
     ``output.get_image()`` gives the RGB uint8 result.
     """
 
-    def __init__(self, img_rgb: np.ndarray, metadata: Any = None, scale: float = 1.0, *,
-                 font_size_scale: float = 1.0):
+    def __init__(self, img_rgb: np.ndarray, metadata: Any = None, scale: float = 1.0,
+                 instance_mode: ColorMode = ColorMode.IMAGE, font_size_scale: float = 1.0):
         """
         Args:
             img_rgb: an (H, W, 3) array in RGB order, values in [0, 255] (matplotlib draws RGB).
@@ -113,6 +122,7 @@ class Visualizer:
                 names the classes and ``thing_colors`` (0-255 RGB per class), if set, colours them.
                 None: labels show class ids.
             scale: the output is this many times the image's size.
+            instance_mode: a :class:`ColorMode`, for ``draw_instance_predictions``.
             font_size_scale: extra factor on the default font size.
         """
         img = np.asarray(img_rgb)
@@ -121,6 +131,7 @@ class Visualizer:
                              "Convert grayscale or BGR images to RGB first.")
         self.img = img.clip(0, 255).astype(np.uint8)
         self.metadata = metadata
+        self._instance_mode = ColorMode(instance_mode)
         self.output = VisImage(self.img, scale=scale)
         # Text smaller than ~9 px is unreadable: the default size grows with the image.
         self._default_font_size = max(np.sqrt(self.output.height * self.output.width) // 90, 10 // scale) \
@@ -152,6 +163,9 @@ class Visualizer:
         labels = _create_text_labels(classes, scores.tolist() if scores is not None else None,
                                      self._meta("thing_classes"))
         colors = self._colors_for(classes, len(predictions))
+        if self._instance_mode == ColorMode.IMAGE_BW:
+            grey = self.img.astype(np.float32).mean(axis=2, keepdims=True)  # (H, W, 1)
+            self.output.reset_image(np.repeat(grey, 3, axis=2))
         return self.overlay_instances(boxes=boxes, labels=labels, assigned_colors=colors)
 
     def draw_dataset_dict(self, dic: dict) -> VisImage:

@@ -13,7 +13,7 @@ import torch
 
 from detkit.data.catalog import Metadata
 from detkit.structures import Boxes, BoxMode, Instances
-from detkit.utils.visualizer import VisImage, Visualizer
+from detkit.utils.visualizer import ColorMode, VisImage, Visualizer
 
 RED = [255, 0, 0]
 
@@ -102,6 +102,16 @@ def test_draw_instance_predictions_without_metadata_labels_class_ids():
     v.draw_text = recorder = _Recorder()
     v.draw_instance_predictions(inst)
     assert recorder.calls == [("3 56%", (20.0, 10.0))]
+
+
+def test_image_bw_greys_the_background_of_predictions():
+    img = np.zeros((80, 100, 3), np.uint8) + np.array([30, 60, 120], np.uint8)
+    inst = Instances((80, 100), pred_boxes=Boxes(torch.tensor([[20.0, 10.0, 70.0, 50.0]])),
+                     scores=torch.tensor([0.9]), pred_classes=torch.tensor([0]))
+    grey = Visualizer(img, None, 1.0, ColorMode.IMAGE_BW).draw_instance_predictions(inst).get_image()
+    assert grey[75, 95].tolist() == [70, 70, 70] and grey[30, 45].tolist() == [70, 70, 70]  # (30 + 60 + 120) / 3
+    plain = Visualizer(img, None, 1.0, ColorMode.IMAGE).draw_instance_predictions(inst).get_image()
+    assert plain[75, 95].tolist() == [30, 60, 120]
 
 
 def test_draw_dataset_dict_reads_bbox_mode_and_marks_crowd():
