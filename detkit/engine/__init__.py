@@ -10,5 +10,5 @@ from .train_loop import AMPTrainer, SimpleTrainer, TrainerBase
 from .trainer import Trainer, create_ddp_model, default_writers
 
 __all__ = ["Trainer", "DefaultTrainer", "HookBase", "hooks", "config_argument_parser", "default_argument_parser",
-           "default_setup", "setup_cfg", "DefaultPredictor", "launch", "get_event_storage", "SimpleTrainer", "AMPTrainer", "TrainerBase",
-           "create_ddp_model", "default_writers"]
+           "default_setup", "setup_cfg", "DefaultPredictor", "launch", "get_event_storage", "SimpleTrainer",
+           "AMPTrainer", "TrainerBase", "create_ddp_model", "default_writers"]
