@@ -5,7 +5,7 @@
 --source dataloader draws what the model sees: batches of the training loader, after
 augmentation. Example:
 
-    python tools/visualize_data.py --config configs/quickstart/fcos_shapes.yaml \\
+    python tools/visualize_data.py --config-file configs/quickstart/fcos_shapes.yaml \\
         --source dataloader --output-dir /tmp/vis --num 8 INPUT.MIN_SIZE_TRAIN "(320,)"
 """
 import sys

@@ -12,6 +12,8 @@ from detkit.utils.nested import flatten_dict
 __all__ = ["CfgNode", "get_cfg", "ConfigError"]
 
 BASE_KEY = "_BASE_"
+VERSION_KEY = "VERSION"
+_VERSION = 2  # detectron2's current config format, the only one detkit reads
 
 
 class ConfigError(ValueError):
@@ -48,6 +50,10 @@ class CfgNode(_FvcoreCfgNode):
     Compared with fvcore's: YAML is always loaded safely, ``_BASE_`` chains are checked for
     cycles, and unknown keys or wrong types raise a ``KeyError`` / ``ConfigError`` that names the
     full key, the file (or override) it came from, and the closest valid key.
+
+    As in yacs, ``set_new_allowed(True)`` lets a merged file or config add keys the node lacks
+    (command-line overrides still only change existing keys); the added groups accept new keys too.
+    detectron2's ``VERSION: 2`` is accepted; another version is refused, as detkit cannot upgrade it.
     """
 
     @classmethod
@@ -135,6 +141,8 @@ class CfgNode(_FvcoreCfgNode):
                 if i < len(parts) - 1:
                     node = node[part]
             value = CfgNode._decode_cfg_value(raw)
+            if key == VERSION_KEY:
+                _check_version(value, "the command-line overrides")
             if key == "PLUGINS":
                 from .plugins import load_plugins
 
@@ -150,8 +158,13 @@ class CfgNode(_FvcoreCfgNode):
     def _merge_sourced(self, data: Dict[str, Any], prefix: str, root: "CfgNode") -> None:
         for k, v in data.items():
             full = prefix + k
+            if full == VERSION_KEY and isinstance(v, _Sourced):
+                _check_version(v.value, v.source)
             if k not in self:
-                _unknown_key(root, full, _first_source(v))
+                if not self.is_new_allowed():
+                    _unknown_key(root, full, _first_source(v))
+                self[k] = _unsourced(v, new_allowed=True)
+                continue
             old = self[k]
             if isinstance(old, CfgNode):
                 if not isinstance(v, dict):
@@ -183,6 +196,25 @@ class _Sourced:
 
 def _mark_source(node: Dict[str, Any], source: str) -> Dict[str, Any]:
     return {k: (_mark_source(v, source) if isinstance(v, dict) else _Sourced(v, source)) for k, v in node.items()}
+
+
+def _unsourced(v: Any, new_allowed: bool) -> Any:
+    """A merged value without its sources: sub-dicts become CfgNodes; strings are decoded as yacs does."""
+    if isinstance(v, dict):
+        node = CfgNode(new_allowed=new_allowed)
+        for k, x in v.items():
+            node[k] = _unsourced(x, new_allowed)
+        return node
+    return CfgNode._decode_cfg_value(v.value) if isinstance(v.value, str) else v.value
+
+
+def _check_version(value: Any, where: str) -> None:
+    if value != _VERSION:
+        raise ConfigError(
+            f"Config key '{VERSION_KEY}' is {value!r} (from {where}); detkit reads detectron2's version-{_VERSION} "
+            f"configs only. Write '{VERSION_KEY}: {_VERSION}' (or drop the key) after porting the file to version "
+            f"{_VERSION}, e.g. with detectron2's config upgrade."
+        )
 
 
 def _first_source(v: Any) -> str:

@@ -7,6 +7,9 @@ from .config import CfgNode as CN
 
 _C = CN()
 
+# Config format version, detectron2's bookkeeping key (its files say VERSION: 2); only 2 is accepted.
+_C.VERSION = 2
+
 # Components loaded before a config file is merged (module names or .py paths).
 _C.PLUGINS = []
 

@@ -4,14 +4,12 @@ import logging
 import os
 from typing import List
 
-import numpy as np
-from PIL import Image
-
-from detkit.utils.visualizer import draw_boxes
+from detkit.structures import BoxMode
+from detkit.utils.visualizer import Visualizer
 
 from .build import build_detection_train_loader
 from .catalog import DatasetCatalog, MetadataCatalog
-from .detection_utils import annotations_to_arrays, read_image
+from .detection_utils import read_image
 
 __all__ = ["visualize_training_data", "SOURCES"]
 
@@ -24,28 +22,27 @@ def _train_names(cfg) -> List[str]:
     return [cfg.DATASETS.TRAIN] if isinstance(cfg.DATASETS.TRAIN, str) else list(cfg.DATASETS.TRAIN)
 
 
-def _save(image_rgb: np.ndarray, boxes, classes, names, path: str) -> None:
-    Image.fromarray(draw_boxes(image_rgb, boxes, classes, names)).save(path)
+def _save(image_rgb, dic, metadata, path: str) -> None:
+    Visualizer(image_rgb, metadata).draw_dataset_dict(dic).save(path)
     logger.info("wrote %s", path)
 
 
 def _from_annotations(cfg, out_dir: str, num: int) -> int:
     written = 0
     for name in _train_names(cfg):
-        classes = MetadataCatalog.get(name).get("thing_classes")
+        metadata = MetadataCatalog.get(name)
         for d in DatasetCatalog.get(name):
             if written >= num:
                 return written
-            boxes, cls = annotations_to_arrays(d.get("annotations"))
             stem = os.path.splitext(os.path.basename(d["file_name"]))[0]
             image = read_image(d["file_name"], "RGB", image_id=d.get("image_id"))
-            _save(image, boxes, cls, classes, os.path.join(out_dir, f"{name}_{stem}.png"))
+            _save(image, d, metadata, os.path.join(out_dir, f"{name}_{stem}.png"))
             written += 1
     return written
 
 
 def _from_dataloader(cfg, out_dir: str, num: int) -> int:
-    classes = MetadataCatalog.get(_train_names(cfg)[0]).get("thing_classes")
+    metadata = MetadataCatalog.get(_train_names(cfg)[0])
     written = 0
     for batch in itertools.islice(build_detection_train_loader(cfg), num):
         for item in batch:
@@ -55,9 +52,10 @@ def _from_dataloader(cfg, out_dir: str, num: int) -> int:
             if cfg.INPUT.FORMAT == "BGR":
                 image = image[:, :, ::-1]
             inst = item["instances"]
+            annos = [{"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": c}
+                     for box, c in zip(inst.gt_boxes.tensor.tolist(), inst.gt_classes.tolist())]
             stem = os.path.splitext(os.path.basename(item["file_name"]))[0]
-            _save(np.ascontiguousarray(image), inst.gt_boxes.tensor.tolist(), inst.gt_classes.tolist(), classes,
-                  os.path.join(out_dir, f"{written:04d}_{stem}.png"))
+            _save(image, {"annotations": annos}, metadata, os.path.join(out_dir, f"{written:04d}_{stem}.png"))
             written += 1
     return written
 

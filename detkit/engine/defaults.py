@@ -9,22 +9,39 @@ import torch
 
 import detkit.utils.comm as comm
 from detkit.checkpoint import DetectionCheckpointer
-from detkit.config import get_cfg, load_installed_plugins, load_plugins
+from detkit.config import ConfigError, get_cfg, load_installed_plugins, load_plugins
 from detkit.checkpoint.detection_checkpoint import atomic_write_bytes
 from detkit.utils.collect_env import collect_env_info
 from detkit.utils.env import seed_all_rng
 from detkit.utils.logger import setup_logger
 
+from .trainer import Trainer, create_ddp_model, default_writers
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["config_argument_parser", "default_argument_parser", "default_setup", "setup_cfg", "DefaultPredictor"]
+__all__ = ["config_argument_parser", "default_argument_parser", "default_setup", "setup_cfg", "DefaultPredictor",
+           "DefaultTrainer", "create_ddp_model", "default_writers"]
+
+# detectron2's name for the trainer: one class under two names.
+DefaultTrainer = Trainer
+
+
+class _ConfigArgumentParser(argparse.ArgumentParser):
+    """Joins the two ways of giving overrides (trailing ``KEY VALUE`` and ``--opts KEY VALUE``) into ``opts``."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        flagged = ns.__dict__.pop("_opts_flag", None) or []
+        ns.opts = [t for t in list(ns.opts or []) + list(flagged) if t != "--opts"]
+        return ns, extras
 
 
 def config_argument_parser(description: Optional[str] = None, config_required: bool = False,
                            epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """The flags every tool that builds a config shares: ``--config``/``--config-file``, a repeatable
-    ``--plugin`` and trailing ``KEY VALUE`` overrides. Read them with :func:`setup_cfg`."""
-    parser = argparse.ArgumentParser(
+    ``--plugin`` and ``KEY VALUE`` overrides, trailing or after ``--opts`` (as detectron2's demo takes
+    them). Both forms end up in ``args.opts``; read them with :func:`setup_cfg`."""
+    parser = _ConfigArgumentParser(
         description=description,
         epilog=epilog or "Trailing KEY VALUE pairs override config keys, e.g. SOLVER.MAX_ITER 100 OUTPUT_DIR out/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -33,6 +50,8 @@ def config_argument_parser(description: Optional[str] = None, config_required: b
                         required=config_required, help="path to a YAML config")
     parser.add_argument("--plugin", action="append", default=[], metavar="SPEC",
                         help="module name or .py file registering components / config keys; repeatable")
+    parser.add_argument("--opts", dest="_opts_flag", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                        help="config overrides (the rest of the command line), as detectron2's demo takes them")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                         help="config overrides, e.g. SOLVER.BASE_LR 0.02")
     return parser
@@ -62,7 +81,12 @@ def setup_cfg(args: argparse.Namespace, freeze: bool = True):
     load_plugins(getattr(args, "plugin", []) or [], cfg)
     if getattr(args, "config_file", ""):
         cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(list(getattr(args, "opts", []) or []))
+    opts = list(getattr(args, "opts", []) or [])
+    for key in opts[0::2]:
+        if str(key).startswith("--"):
+            raise ConfigError(f"The flag {key} comes after the KEY VALUE overrides, which take the rest of the "
+                              "command line; give the flags first.")
+    cfg.merge_from_list(opts)
     if freeze:
         cfg.freeze()
     return cfg

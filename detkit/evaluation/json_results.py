@@ -6,12 +6,13 @@ from collections import defaultdict
 from typing import Dict, List, Optional
 
 import numpy as np
+import torch
 from iopath.common.file_io import g_pathmgr
 from PIL import Image
 
 from detkit.data import DatasetCatalog, MetadataCatalog, read_image
-from detkit.structures import BoxMode
-from detkit.utils.visualizer import draw_boxes
+from detkit.structures import Boxes, BoxMode, Instances
+from detkit.utils.visualizer import Visualizer
 
 from .coco_conversion import load_coco_ground_truth
 from .coco_evaluation import score_coco_results
@@ -65,23 +66,32 @@ def draw_results_file(results_file: str, dataset_name: str, output_dir: str, con
     for r in results:
         if r["score"] >= conf_threshold:
             by_image[r["image_id"]].append(r)
-    names = MetadataCatalog.get(dataset_name).get("thing_classes")
+    metadata = MetadataCatalog.get(dataset_name)
     g_pathmgr.mkdirs(output_dir)
     written = 0
     for record in DatasetCatalog.get(dataset_name):
         if max_images and written >= max_images:
             break
         image = read_image(record["file_name"], "RGB", image_id=record.get("image_id"))
-        anns = [a for a in record.get("annotations", []) if not a.get("iscrowd", 0)]
-        gt_boxes = [BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYXY_ABS), BoxMode.XYXY_ABS) for a in anns]
-        truth = draw_boxes(image, gt_boxes, [a["category_id"] for a in anns], names)
+        truth = Visualizer(image, metadata).draw_dataset_dict(record).get_image()
         dets = by_image.get(image_id_map.get(record["image_id"], record["image_id"]), [])
-        pred_boxes = [BoxMode.convert(d["bbox"], BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) for d in dets]
-        pred_classes = [to_contiguous.get(d["category_id"], -1) for d in dets]
-        predicted = draw_boxes(image, pred_boxes, pred_classes, names, scores=[d["score"] for d in dets])
+        predicted = Visualizer(image, metadata).draw_instance_predictions(
+            _to_instances(dets, to_contiguous, image.shape[:2], results_file)).get_image()
         path = os.path.join(output_dir, os.path.splitext(os.path.basename(record["file_name"]))[0] + ".png")
         with g_pathmgr.open(path, "wb") as f:
             Image.fromarray(np.concatenate([truth, predicted], axis=1)).save(f, format="PNG")
         written += 1
     logger.info("Wrote %d images to %s", written, output_dir)
     return written
+
+
+def _to_instances(dets: List[Dict], to_contiguous: Dict[int, int], image_size, results_file: str) -> Instances:
+    """One image's COCO-format detections (XYWH, dataset category ids) as predicted ``Instances``."""
+    unknown = sorted({d["category_id"] for d in dets if d["category_id"] not in to_contiguous})
+    if unknown:
+        raise KeyError(f"'{results_file}' has detections of category ids {unknown}, which the dataset does not "
+                       f"have (it has {sorted(to_contiguous)}). Was it made on another dataset?")
+    boxes = [BoxMode.convert(d["bbox"], BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) for d in dets]
+    return Instances(image_size, pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)),
+                     scores=torch.tensor([float(d["score"]) for d in dets]),
+                     pred_classes=torch.tensor([to_contiguous[d["category_id"]] for d in dets], dtype=torch.int64))

@@ -139,3 +139,41 @@ def test_detectron2_style_tuple_strings_in_yaml(tmp_path):
     assert cfg.INPUT.MIN_SIZE_TRAIN == (640, 672)
     assert cfg.DATASETS.TRAIN == ("coco_2017_train",)
     assert cfg.OUTPUT_DIR == "123"  # string keys stay strings
+
+
+def test_detectron2_version_key_is_accepted_and_other_unknown_keys_still_refused(tmp_path):
+    ok = _write(tmp_path / "d2.yaml", "VERSION: 2\nSOLVER:\n  BASE_LR: 0.04\n")
+    cfg = get_cfg()
+    cfg.merge_from_file(ok)
+    assert cfg.VERSION == 2 and cfg.SOLVER.BASE_LR == 0.04
+    assert "VERSION: 2" in cfg.dump().splitlines()
+    old = _write(tmp_path / "v1.yaml", "VERSION: 1\n")
+    with pytest.raises(ConfigError, match=r"'VERSION' is 1 \(from .*v1\.yaml\); detkit reads detectron2's "
+                                          r"version-2 configs only"):
+        get_cfg().merge_from_file(old)
+    with pytest.raises(ConfigError, match=r"'VERSION' is 3 \(from the command-line overrides\)"):
+        get_cfg().merge_from_list(["VERSION", "3"])
+    bad = _write(tmp_path / "d2_bad.yaml", "VERSION: 2\nMODEL:\n  MASK_ON: true\n")
+    with pytest.raises(KeyError, match=r"Unknown config key 'MODEL.MASK_ON' \(from .*d2_bad\.yaml\)"):
+        get_cfg().merge_from_file(bad)
+
+
+def test_set_new_allowed_lets_merges_add_keys_as_in_yacs(tmp_path):
+    first = _write(tmp_path / "new.yaml", "MODEL:\n  MY_HEAD:\n    DEPTH: 3\n    SIZES: '(8, 16)'\n  MY_FLAG: on\n"
+                                          "MY_TOP: abc\nSOLVER:\n  BASE_LR: 0.5\n")
+    with pytest.raises(KeyError, match=r"Unknown config key 'MODEL.MY_HEAD'"):
+        get_cfg().merge_from_file(first)  # refused by default
+    cfg = get_cfg()
+    cfg.set_new_allowed(True)
+    assert cfg.is_new_allowed() and cfg.MODEL.FPN.is_new_allowed()  # recursively, as yacs does
+    cfg.merge_from_file(first)
+    assert cfg.MODEL.MY_HEAD.DEPTH == 3 and cfg.MODEL.MY_HEAD.SIZES == (8, 16)  # strings decoded as yacs does
+    assert cfg.MODEL.MY_FLAG is True and cfg.MY_TOP == "abc" and cfg.SOLVER.BASE_LR == 0.5
+    cfg.merge_from_file(_write(tmp_path / "more.yaml", "MODEL:\n  MY_HEAD:\n    WIDTH: 4\n"))  # an added group grows
+    assert (cfg.MODEL.MY_HEAD.DEPTH, cfg.MODEL.MY_HEAD.WIDTH) == (3, 4)
+    with pytest.raises(ConfigError, match="Type mismatch for config key 'MODEL.MY_HEAD.DEPTH'"):
+        cfg.merge_from_file(_write(tmp_path / "typed.yaml", "MODEL:\n  MY_HEAD:\n    DEPTH: deep\n"))
+    with pytest.raises(KeyError, match=r"Unknown config key 'MODEL.OTHER' \(from the command-line overrides\)"):
+        cfg.merge_from_list(["MODEL.OTHER", "1"])  # yacs's merge_from_list never adds keys
+    cfg.freeze()
+    assert cfg.MODEL.MY_HEAD.is_frozen()

@@ -8,7 +8,6 @@ from PIL import Image
 
 from detkit.data import DatasetCatalog
 from detkit.data.datasets import register_shapes
-from detkit.utils.visualizer import class_color
 
 from detkit.data.visualize import visualize_training_data
 from detkit.engine import setup_cfg
@@ -29,9 +28,13 @@ def config(tmp_path_factory):
     return str(path)
 
 
-def _box_pixels(png, class_ids):
-    pixels = np.asarray(Image.open(png).convert("RGB"))
-    return sum(int((pixels == class_color(c)).all(axis=2).sum()) for c in set(class_ids))
+def _changed_on_edges(png, original, annotations):
+    """How many boxes' left-edge midpoints differ from the original image (XYXY boxes)."""
+    drawn = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    source = np.asarray(Image.open(original).convert("RGB")).astype(int)
+    assert drawn.shape == source.shape
+    points = [(int((a["bbox"][1] + a["bbox"][3]) / 2), int(a["bbox"][0])) for a in annotations]  # (y, x)
+    return sum(bool((drawn[y, x] != source[y, x]).any()) for y, x in points)
 
 
 def test_annotation_source(config, tmp_path):
@@ -41,7 +44,8 @@ def test_annotation_source(config, tmp_path):
     d = DatasetCatalog.get("shapes_tiny_vis_test")[0]
     png = os.path.join(out, "shapes_tiny_vis_test_000000.png")
     assert Image.open(png).size == (64, 64)
-    assert _box_pixels(png, [a["category_id"] for a in d["annotations"]]) > 20  # outlines in class colours
+    assert d["annotations"] and all(a["bbox_mode"] == 0 for a in d["annotations"])  # XYXY_ABS
+    assert _changed_on_edges(png, d["file_name"], d["annotations"]) == len(d["annotations"])  # every box outlined
 
 
 def test_dataloader_source_with_overrides(config, tmp_path):

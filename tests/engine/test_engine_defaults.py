@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from detkit.checkpoint import DetectionCheckpointer
-from detkit.engine import DefaultPredictor, default_argument_parser, setup_cfg
+from detkit.config import ConfigError
+import detkit.engine.defaults
+from detkit.engine import DefaultPredictor, DefaultTrainer, Trainer, default_argument_parser, setup_cfg
 from detkit.modeling import build_model
 
 from engine_testing import tiny_fcos_cfg
@@ -23,6 +25,25 @@ def test_argument_parser_flags():
     got = (b.config_file, b.eval_only, b.num_machines, b.machine_rank, b.dist_url)
     assert got == ("b.yaml", True, 2, 1, "tcp://h:1")
     assert p.parse_args([]).dist_url == "auto" and p.parse_args([]).num_gpus == 1
+
+
+def test_overrides_trailing_or_after_opts_all_land_in_args_opts():
+    p = default_argument_parser()
+    assert p.parse_args(["--config-file", "a.yaml", "--opts", "A.B", "1", "C", "2"]).opts == ["A.B", "1", "C", "2"]
+    both = p.parse_args(["--resume", "A.B", "1", "--opts", "C", "2"])  # trailing first, then --opts
+    assert both.resume and both.opts == ["A.B", "1", "C", "2"]
+    assert not hasattr(both, "_opts_flag") and p.parse_args([]).opts == []
+
+
+def test_a_flag_after_the_overrides_is_named():
+    args = default_argument_parser().parse_args(["SOLVER.BASE_LR", "0.1", "--resume"])
+    assert args.opts == ["SOLVER.BASE_LR", "0.1", "--resume"] and not args.resume
+    with pytest.raises(ConfigError, match="The flag --resume comes after the KEY VALUE overrides"):
+        setup_cfg(args)
+
+
+def test_default_trainer_is_trainer():
+    assert DefaultTrainer is Trainer and detkit.engine.defaults.DefaultTrainer is Trainer
 
 
 def test_setup_cfg_loads_plugins_before_the_file(tmp_path):

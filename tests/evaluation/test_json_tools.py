@@ -8,7 +8,6 @@ from PIL import Image
 
 from evaluation_testdata import CLASS_NAMES, DATASET_IDS, coco_to_dataset_dicts, make_coco_dataset, model_outputs
 from detkit.evaluation import COCOEvaluator, draw_results_file, rescore_results_file
-from detkit.utils.visualizer import class_color
 
 
 def test_evaluate_json_rescores_saved_results(coco_dataset, tmp_path, caplog):
@@ -55,10 +54,13 @@ def test_visualize_json_results_draws_truth_beside_predictions(tmp_path, registe
     w = first["width"]
     assert canvas.shape == (first["height"], 2 * w, 3)
     right = canvas[:, w:]
-    # The 0.9 "dog" box is drawn on the right (its bottom edge at y=190); the 0.1 "bird" box is not.
-    assert tuple(right[189, 40]) == class_color(1)
-    assert not (right == np.array(class_color(2), np.uint8)).all(axis=-1).any()
+    # The 0.9 "dog" box (XYXY 20,150,80,190) is drawn on the right: class 1's colour, hue 0.618 at
+    # saturation 0.85, is (0.15, 0.398, 1.0) * 255; at alpha 0.5 over the grey 40 its full-cover
+    # pixels on the right edge (x=80) read (39, 71, 148).
+    assert np.abs(right[170, 80].astype(int) - [39, 71, 148]).max() <= 1
+    assert (right[170, 50] == 40).all()  # inside the box: untouched
+    assert (right[20:71, 120:171] == 40).all()  # the 0.1 "bird" box (120,20,170,70) is not drawn
     left = canvas[:, :w]
     ann = [a for a in gt["annotations"] if a["image_id"] == first["id"] and not a["iscrowd"]][0]
-    cls = DATASET_IDS.index(ann["category_id"])
-    assert (left == np.array(class_color(cls), np.uint8)).all(axis=-1).any()
+    x0, y0, bw, bh = ann["bbox"]
+    assert (left[int(y0 + bh / 2), int(x0)] != 40).any()  # the ground truth's left edge is drawn
