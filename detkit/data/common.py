@@ -13,7 +13,8 @@ from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 from .detection_utils import BadImageError
 
 
-__all__ = ["DatasetFromList", "MapDataset", "AspectRatioGroupedDataset", "ToIterableDataset", "ON_BAD_IMAGE_CHOICES"]
+__all__ = ["DatasetFromList", "MapDataset", "AspectRatioGroupedDataset", "ToIterableDataset", "ON_BAD_IMAGE_CHOICES",
+           "trivial_batch_collator"]
 
 ON_BAD_IMAGE_CHOICES = ("raise", "skip")
 
@@ -56,6 +57,11 @@ class DatasetFromList(Dataset):
             return copy_module.deepcopy(self._lst[idx]) if self._copy else self._lst[idx]
         start = 0 if idx == 0 else int(self._ends[idx - 1])
         return pickle.loads(memoryview(self._buffer[start:int(self._ends[idx])]))
+
+
+def trivial_batch_collator(batch: List[Any]) -> List[Any]:
+    """Keep a batch as a list of dicts (images of different sizes are padded by the model)."""
+    return [x for x in batch if x is not None]
 
 
 def _accepts_rng(func: Callable) -> bool:

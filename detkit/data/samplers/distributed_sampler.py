@@ -7,6 +7,7 @@ replays them (cheap: no image is read) to reach a position. Every rank computes 
 stream, and rank ``r`` of ``W`` takes positions ``r, r + W, r + 2W, ...`` of it. Like
 detectron2's, these samplers do not shard across DataLoader workers; ``ToIterableDataset`` does.
 """
+import copy
 import itertools
 import logging
 import math
@@ -44,6 +45,12 @@ class _StreamSampler(Sampler):
     def seed(self) -> int:
         """The stream's seed (the same on every rank)."""
         return self._seed
+
+    def with_seed(self, seed: int) -> "_StreamSampler":
+        """The same sampler with another stream seed."""
+        other = copy.copy(self)
+        other._seed = int(seed)
+        return other
 
     def _global_indices(self, start: int = 0) -> Iterator[int]:
         """The global stream from position ``start`` on."""
