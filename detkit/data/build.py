@@ -16,7 +16,7 @@ from detkit.config import configurable
 from detkit.utils import comm
 from detkit.utils.env import seed_all_rng
 
-from .catalog import DatasetCatalog
+from .catalog import DatasetCatalog, MetadataCatalog
 from .common import (AspectRatioGroupedDataset, DatasetFromList, MapDataset, ToIterableDataset,
                      trivial_batch_collator)
 from .dataset_mapper import DatasetMapper
@@ -47,16 +47,25 @@ def _has_objects(d: dict) -> bool:
     return any(int(a.get("iscrowd", 0)) == 0 for a in d.get("annotations", []))
 
 
-def get_detection_dataset_dicts(names: Union[str, Sequence[str]], filter_empty: bool = True) -> List[dict]:
+def get_detection_dataset_dicts(names: Union[str, Sequence[str]], filter_empty: bool = True, min_keypoints: int = 0,
+                                proposal_files: Optional[Sequence[str]] = None,
+                                check_consistency: bool = True) -> List[dict]:
     """Load and concatenate the dataset dicts of ``names`` from ``DatasetCatalog``.
 
     Args:
         names: a dataset name, or a tuple / list of names (e.g. ``cfg.DATASETS.TRAIN``).
         filter_empty: drop images without any non-crowd annotation.
+        min_keypoints, proposal_files: detectron2's arguments for keypoints and precomputed
+            proposals, which detkit does not support; only their defaults (0, None) are accepted.
+        check_consistency: with several names, require their metadata ``thing_classes`` to agree.
 
     Raises:
-        ValueError: no names given, a dataset is empty, or nothing is left after filtering.
+        ValueError: no names given, a dataset is empty, nothing is left after filtering, or the
+            datasets name different classes.
     """
+    if min_keypoints or proposal_files:
+        raise ValueError("get_detection_dataset_dicts: keypoints (min_keypoints) and precomputed proposals "
+                         "(proposal_files) are not supported by detkit; leave them at 0 and None.")
     names = _as_names(names)
     if not names:
         raise ValueError("No dataset names given; set DATASETS.TRAIN / DATASETS.TEST, e.g. ('shapes_train',).")
@@ -66,6 +75,8 @@ def get_detection_dataset_dicts(names: Union[str, Sequence[str]], filter_empty: 
         if not part:
             raise ValueError(f"Dataset '{name}' is empty.")
         dicts.extend(part)
+    if check_consistency and len(names) > 1:
+        _check_same_classes(names)
     if filter_empty:
         before = len(dicts)
         dicts = [d for d in dicts if _has_objects(d)]
@@ -75,6 +86,17 @@ def get_detection_dataset_dicts(names: Union[str, Sequence[str]], filter_empty: 
             raise ValueError(f"No image of {names} has annotations; nothing to train on "
                              "(or set DATALOADER.FILTER_EMPTY_ANNOTATIONS False).")
     return dicts
+
+
+def _check_same_classes(names: List[str]) -> None:
+    """Datasets that have ``thing_classes`` must all have the same list."""
+    classes = [(n, MetadataCatalog.get(n).get("thing_classes")) for n in names]
+    classes = [(n, list(c)) for n, c in classes if c is not None]
+    for name, cls in classes[1:]:
+        if cls != classes[0][1]:
+            raise ValueError(f"Datasets '{classes[0][0]}' and '{name}' have different thing_classes "
+                             f"({classes[0][1]} vs {cls}); category ids would mean different classes. Train on "
+                             "datasets with the same classes, or pass check_consistency=False.")
 
 
 def worker_init_reset_seed(worker_id: int) -> None:

@@ -81,6 +81,20 @@ def test_dataset_dict_errors(unique_name):
         get_detection_dataset_dicts([bare])
     with pytest.raises(ValueError, match="No dataset names given; set DATASETS.TRAIN"):
         get_detection_dataset_dicts(())
+    with pytest.raises(ValueError, match="precomputed proposals \\(proposal_files\\) are not supported"):
+        get_detection_dataset_dicts(bare, proposal_files=["p.pkl"])
+
+
+def test_datasets_with_different_classes_are_refused(unique_name):
+    from detkit.data import MetadataCatalog
+
+    a = _register(unique_name, [{"file_name": "a", "annotations": [_ann()]}])
+    b = _register(unique_name, [{"file_name": "b", "annotations": [_ann()]}])
+    MetadataCatalog.get(a).thing_classes = ["cat", "dog"]
+    MetadataCatalog.get(b).thing_classes = ["dog", "cat"]
+    with pytest.raises(ValueError, match=f"Datasets '{a}' and '{b}' have different thing_classes"):
+        get_detection_dataset_dicts([a, b])
+    assert len(get_detection_dataset_dicts([a, b], check_consistency=False)) == 2
 
 
 def test_train_batches_per_process(tiny_shapes):
