@@ -1,7 +1,7 @@
 """`configurable`: let a constructor take plain arguments or a config, via `from_config`."""
 import functools
 import inspect
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 __all__ = ["configurable"]
 
@@ -25,21 +25,32 @@ def _call_from_config(from_config: Callable, *args, **kwargs) -> Dict[str, Any]:
     return out
 
 
-def configurable(init_func: Callable) -> Callable:
-    """Decorate ``__init__`` so the class can be built from plain arguments or from a config.
+def configurable(init_func: Optional[Callable] = None, *, from_config: Optional[Callable] = None) -> Callable:
+    """Let a constructor, or a function, be called with plain arguments or with a config.
 
-    ``MyPart(a=1, b=2)`` calls ``__init__`` as usual. ``MyPart(cfg, extra=...)`` (or
-    ``MyPart(cfg=cfg, ...)``) first calls ``MyPart.from_config(cfg, extra=...)``, a classmethod
-    that returns the keyword arguments for ``__init__``; keywords it does not accept are passed
-    straight to ``__init__``.
+    On ``__init__`` (``@configurable``): ``MyPart(a=1, b=2)`` calls ``__init__`` as usual.
+    ``MyPart(cfg, extra=...)`` (or ``MyPart(cfg=cfg, ...)``) first calls
+    ``MyPart.from_config(cfg, extra=...)``, a classmethod that returns the keyword arguments for
+    ``__init__``; keywords it does not accept are passed straight to ``__init__``.
+
+    On a function (``@configurable(from_config=func_from_config)``), as in detectron2: a call
+    whose first argument (or ``cfg=``) is a config runs ``func_from_config(cfg, ...)`` and calls
+    the function with the keyword arguments it returns; any other call goes straight through.
     """
+    if init_func is None:
+        if from_config is None:
+            raise TypeError("@configurable on a function needs from_config=, e.g. "
+                            "@configurable(from_config=_loader_from_config).")
+        return lambda func: _configurable_function(func, from_config)
+    if from_config is not None:
+        raise TypeError("@configurable on __init__ takes no from_config=; define a classmethod from_config instead.")
     if init_func.__name__ != "__init__":
-        raise TypeError("@configurable decorates a class's __init__ method.")
+        raise TypeError("@configurable decorates a class's __init__ method "
+                        "(or a function, as @configurable(from_config=...)).")
 
     @functools.wraps(init_func)
     def wrapped(self, *args, **kwargs):
-        cfg_given = (args and _is_cfg(args[0])) or _is_cfg(kwargs.get("cfg"))
-        if not cfg_given:
+        if not _cfg_given(args, kwargs):
             return init_func(self, *args, **kwargs)
         from_config = getattr(type(self), "from_config", None)
         if from_config is None or not inspect.ismethod(from_config):
@@ -47,4 +58,22 @@ def configurable(init_func: Callable) -> Callable:
         explicit = _call_from_config(from_config, *args, **kwargs)
         init_func(self, **explicit)
 
+    return wrapped
+
+
+def _cfg_given(args: tuple, kwargs: dict) -> bool:
+    return bool((args and _is_cfg(args[0])) or _is_cfg(kwargs.get("cfg")))
+
+
+def _configurable_function(func: Callable, from_config: Callable) -> Callable:
+    if not callable(from_config) or inspect.isclass(func):
+        raise TypeError("@configurable(from_config=...) decorates a function and takes a callable from_config.")
+
+    @functools.wraps(func)
+    def wrapped(*args, **kwargs):
+        if not _cfg_given(args, kwargs):
+            return func(*args, **kwargs)
+        return func(**_call_from_config(from_config, *args, **kwargs))
+
+    wrapped.from_config = from_config
     return wrapped

@@ -271,8 +271,12 @@ _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 2
 # Batch images of similar aspect ratio together.
 _C.DATALOADER.ASPECT_RATIO_GROUPING = True
-# Training sampler: "TrainingSampler".
+# Training sampler: "TrainingSampler" or "RepeatFactorTrainingSampler" (repeats images of rare categories).
 _C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"
+# RepeatFactorTrainingSampler: category frequency under which images are repeated (LVIS uses 0.001).
+_C.DATALOADER.REPEAT_THRESHOLD = 0.0
+# RepeatFactorTrainingSampler: repeat factor sqrt(t / f) (True) or t / f (False).
+_C.DATALOADER.REPEAT_SQRT = True
 # Drop training images without annotations.
 _C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True
 # A training image that cannot be read: "raise" stops naming it; "skip" warns, counts it, uses the next.

@@ -1,9 +1,10 @@
 """DatasetCatalog (name -> function returning dataset dicts) and MetadataCatalog (name -> Metadata)."""
 import difflib
 import logging
+from collections import UserDict
 from typing import Any, Callable, Dict, List
 
-__all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata"]
+__all__ = ["DatasetCatalog", "MetadataCatalog", "Metadata", "CatalogError", "MetadataConflictError"]
 
 logger = logging.getLogger(__name__)
 
@@ -13,40 +14,73 @@ def _closest(name: str, known: List[str]) -> str:
     return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
 
 
-class _DatasetCatalog:
-    """A global map from dataset name to a zero-argument function returning a list of dicts.
+class CatalogError(KeyError, AssertionError):
+    """A catalog misuse (a name registered twice, an unknown name to remove).
 
-    The function is called on every ``get``; it is not cached, so registration stays cheap.
+    It is a ``KeyError`` (detkit's contract) and an ``AssertionError`` (what detectron2 raises
+    for a duplicate registration), so code written for either catches it.
     """
 
-    def __init__(self):
-        self._funcs: Dict[str, Callable[[], List[dict]]] = {}
+    def __str__(self) -> str:  # KeyError would print the message inside quotes
+        return str(self.args[0]) if self.args else ""
+
+
+class MetadataConflictError(AttributeError, AssertionError):
+    """A metadata attribute set to a value different from the one it has (an ``AttributeError``
+    for detkit, an ``AssertionError`` as detectron2 raises)."""
+
+
+def _unknown(kind: str, name: str, known: List[str]) -> CatalogError:
+    return CatalogError(f"{kind} '{name}' is not registered.{_closest(name, known)} "
+                        f"Registered datasets: {', '.join(known) if known else '(none)'}.")
+
+
+class _DatasetCatalog(UserDict):
+    """A global map from dataset name to a zero-argument function returning a list of dicts.
+
+    As detectron2's: ``register``, ``get`` (calls the function), ``list``, ``remove``, ``pop``,
+    ``clear``, ``name in DatasetCatalog``, and the dict methods (``DatasetCatalog[name]`` is the
+    function). The function is called on every ``get``; it is not cached, so registration stays
+    cheap.
+    """
 
     def register(self, name: str, func: Callable[[], List[dict]]) -> None:
+        """Register ``func`` (called with no arguments, returns the dataset dicts) as ``name``.
+
+        Raises:
+            TypeError: ``func`` is not callable.
+            CatalogError: ``name`` is already registered.
+        """
         if not callable(func):
             raise TypeError(f"DatasetCatalog.register('{name}', ...) needs a callable that returns a list of dicts.")
-        if name in self._funcs:
-            raise KeyError(f"Dataset '{name}' is already registered. Remove it first or pick another name.")
-        self._funcs[name] = func
+        if name in self:
+            raise CatalogError(f"Dataset '{name}' is already registered. Remove it first or pick another name.")
+        self[name] = func
 
     def get(self, name: str) -> List[dict]:
-        if name not in self._funcs:
-            raise KeyError(
-                f"Dataset '{name}' is not registered.{_closest(name, self.list())} "
-                f"Registered datasets: {', '.join(self.list())}."
-            )
-        return self._funcs[name]()
+        """Call the function registered as ``name`` and return its dataset dicts."""
+        if name not in self:
+            raise _unknown("Dataset", name, self.list())
+        return self[name]()
 
     def list(self) -> List[str]:
-        return sorted(self._funcs)
+        """The registered names, sorted."""
+        return sorted(self.keys())
 
     def remove(self, name: str) -> None:
-        if name not in self._funcs:
-            raise KeyError(f"Dataset '{name}' is not registered.{_closest(name, self.list())}")
-        self._funcs.pop(name)
+        """Unregister ``name`` (its metadata stays in ``MetadataCatalog``)."""
+        self.pop(name)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._funcs
+    def pop(self, name: str, *default: Any) -> Any:
+        """Unregister ``name`` and return its function; ``default`` if given and ``name`` is unknown."""
+        if name not in self and not default:
+            raise _unknown("Dataset", name, self.list())
+        return super().pop(name, *default)
+
+    def __str__(self) -> str:
+        return f"DatasetCatalog(registered datasets: {', '.join(self.list())})"
+
+    __repr__ = __str__
 
 
 class Metadata:
@@ -82,9 +116,10 @@ class Metadata:
     def __setattr__(self, key: str, val: Any) -> None:
         self.__dict__["_lazy"].pop(key, None)  # an explicit value replaces a pending lazy one
         if key in self.__dict__ and self.__dict__[key] != val:
-            raise AttributeError(
+            raise MetadataConflictError(
                 f"Metadata '{key}' of dataset '{self.name}' is already {self.__dict__[key]!r}; "
-                f"refusing to change it to {val!r}."
+                f"refusing to change it to {val!r}. Use another dataset name, or MetadataCatalog.remove('{self.name}') "
+                "first."
             )
         object.__setattr__(self, key, val)
 
@@ -111,22 +146,36 @@ class Metadata:
         return {k: v for k, v in self.__dict__.items() if k != "_lazy"}
 
 
-class _MetadataCatalog:
-    """A global map from dataset name to its ``Metadata``; ``get`` creates it on first use."""
+class _MetadataCatalog(UserDict):
+    """A global map from dataset name to its ``Metadata``; ``get`` creates it on first use.
 
-    def __init__(self):
-        self._data: Dict[str, Metadata] = {}
+    As detectron2's: ``get``, ``list``, ``remove``, ``pop``, ``clear`` and ``name in MetadataCatalog``.
+    """
 
     def get(self, name: str) -> Metadata:
-        if name not in self._data:
-            self._data[name] = Metadata(name=name)
-        return self._data[name]
+        """The metadata of ``name``, created empty on first use."""
+        if name not in self:
+            self[name] = Metadata(name=name)
+        return self[name]
 
     def list(self) -> List[str]:
-        return sorted(self._data)
+        """Names that have metadata, sorted."""
+        return sorted(self.keys())
 
     def remove(self, name: str) -> None:
-        self._data.pop(name, None)
+        """Forget the metadata of ``name`` (so its attributes can be set anew)."""
+        self.pop(name)
+
+    def pop(self, name: str, *default: Any) -> Any:
+        """Forget the metadata of ``name`` and return it; ``default`` if given and ``name`` has none."""
+        if name not in self and not default:
+            raise CatalogError(f"Dataset '{name}' has no metadata in MetadataCatalog.{_closest(name, self.list())}")
+        return super().pop(name, *default)
+
+    def __str__(self) -> str:
+        return f"MetadataCatalog(registered metadata: {', '.join(self.list())})"
+
+    __repr__ = __str__
 
 
 DatasetCatalog = _DatasetCatalog()

@@ -1,5 +1,5 @@
 """Evaluation: the evaluator interface and inference loop, COCO and Pascal VOC evaluators, result reporting."""
-from .coco_conversion import convert_to_coco_dict, convert_to_coco_json
+from detkit.data.datasets.coco import convert_to_coco_dict, convert_to_coco_json
 from .coco_eval_backend import COCO_EVAL_BACKENDS
 from .coco_evaluation import COCOEvaluator, score_coco_results
 from .json_results import draw_results_file, rescore_results_file

@@ -38,7 +38,7 @@ def unique_name(request):
     for n in names:
         if n in DatasetCatalog:
             DatasetCatalog.remove(n)
-        MetadataCatalog.remove(n)
+        MetadataCatalog.pop(n, None)
 
 
 @pytest.fixture

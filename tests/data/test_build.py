@@ -3,10 +3,11 @@ import hashlib
 import itertools
 
 import pytest
+import torch
 
 from detkit.config import get_cfg
-from detkit.data import (DatasetCatalog, TrainingSampler, build_detection_test_loader,
-                         build_detection_train_loader, get_detection_dataset_dicts)
+from detkit.data import (DatasetCatalog, InferenceSampler, ToIterableDataset, TrainingSampler,
+                         build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts)
 from detkit.data.datasets import register_shapes
 from detkit.structures import BoxMode
 
@@ -80,6 +81,20 @@ def test_dataset_dict_errors(unique_name):
         get_detection_dataset_dicts([bare])
     with pytest.raises(ValueError, match="No dataset names given; set DATASETS.TRAIN"):
         get_detection_dataset_dicts(())
+    with pytest.raises(ValueError, match="precomputed proposals \\(proposal_files\\) are not supported"):
+        get_detection_dataset_dicts(bare, proposal_files=["p.pkl"])
+
+
+def test_datasets_with_different_classes_are_refused(unique_name):
+    from detkit.data import MetadataCatalog
+
+    a = _register(unique_name, [{"file_name": "a", "annotations": [_ann()]}])
+    b = _register(unique_name, [{"file_name": "b", "annotations": [_ann()]}])
+    MetadataCatalog.get(a).thing_classes = ["cat", "dog"]
+    MetadataCatalog.get(b).thing_classes = ["dog", "cat"]
+    with pytest.raises(ValueError, match=f"Datasets '{a}' and '{b}' have different thing_classes"):
+        get_detection_dataset_dicts([a, b])
+    assert len(get_detection_dataset_dicts([a, b], check_consistency=False)) == 2
 
 
 def test_train_batches_per_process(tiny_shapes):
@@ -182,3 +197,95 @@ def test_loaders_leave_the_global_torch_rng_alone(tiny_shapes):
     _take(build_detection_train_loader(cfg), 1)
     list(build_detection_test_loader(cfg, tiny_shapes))
     assert torch.equal(torch.get_rng_state(), state)
+
+
+def _times_ten(d):
+    return d["v"] * 10
+
+
+def _shapes(n):
+    """Dataset dicts v = 0..n-1; even v landscape (4x3), odd v portrait (3x4)."""
+    return [{"v": v, "width": 4 if v % 2 == 0 else 3, "height": 3 if v % 2 == 0 else 4} for v in range(n)]
+
+
+def test_explicit_train_loader_from_a_list_is_resumable():
+    from detkit.data import TrainDataLoader
+
+    sampler = TrainingSampler(4, shuffle=False, seed=0, rank=0, world_size=1)  # 0 1 2 3 0 1 2 3 ...
+    loader = build_detection_train_loader(_shapes(4), mapper=_times_ten, sampler=sampler, total_batch_size=2)
+    assert isinstance(loader, TrainDataLoader)
+    # Grouped by orientation: 0 waits, 1 waits, 2 completes [0, 2], 3 completes [1, 3].
+    assert list(itertools.islice(loader, 3)) == [[0, 20], [10, 30], [0, 20]]
+    assert loader.state_dict()["batches"] == 3
+    plain = build_detection_train_loader(_shapes(4), mapper=_times_ten, sampler=sampler, total_batch_size=2,
+                                         aspect_ratio_grouping=False, collate_fn=sum)
+    assert list(itertools.islice(plain, 3)) == [10, 50, 10]  # [0, 10], [20, 30], [0, 10], summed
+
+
+class _Dicts(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.dicts = _shapes(n)
+
+    def __len__(self):
+        return len(self.dicts)
+
+    def __getitem__(self, i):
+        return self.dicts[i]
+
+
+def test_explicit_train_loader_from_a_torch_dataset():
+    sampler = TrainingSampler(5, shuffle=False, seed=0, rank=0, world_size=1)
+    for workers in (0, 2):  # the sampler is sharded over the workers; the batches stay in its order
+        loader = build_detection_train_loader(_Dicts(5), mapper=_times_ten, sampler=sampler, total_batch_size=2,
+                                              aspect_ratio_grouping=False, num_workers=workers)
+        assert list(itertools.islice(loader, 4)) == [[0, 10], [20, 30], [40, 0], [10, 20]]
+    grouped = build_detection_train_loader(_Dicts(5), mapper=None, sampler=sampler, total_batch_size=2)
+    assert [[d["v"] for d in b] for b in itertools.islice(grouped, 3)] == [[0, 2], [1, 3], [4, 0]]
+    iterable = ToIterableDataset(_Dicts(5), sampler)
+    with pytest.raises(ValueError, match="A sampler was given with an IterableDataset"):
+        build_detection_train_loader(iterable, mapper=None, sampler=sampler, total_batch_size=2)
+
+
+def test_explicit_test_loader():
+    loader = build_detection_test_loader(_shapes(5), mapper=_times_ten, batch_size=2)
+    assert list(loader) == [[0, 10], [20, 30], [40]]
+    assert list(build_detection_test_loader(_Dicts(3), mapper=None))[2] == [{"v": 2, "width": 4, "height": 3}]
+    shard = build_detection_test_loader(_shapes(5), mapper=_times_ten, sampler=InferenceSampler(5, rank=1,
+                                                                                                  world_size=2))
+    assert list(shard) == [[30], [40]]  # rank 1 of 2 takes indices 3, 4
+
+
+def test_cfg_form_takes_overrides_and_the_repeat_factor_sampler(tiny_shapes):
+    from detkit.data import RepeatFactorTrainingSampler
+
+    cfg = _cfg(tiny_shapes, **{"DATALOADER.SAMPLER_TRAIN": "RepeatFactorTrainingSampler",
+                               "DATALOADER.REPEAT_THRESHOLD": "0.5"})
+    loader = build_detection_train_loader(cfg)
+    assert isinstance(loader.sampler, RepeatFactorTrainingSampler) and loader.sampler.seed == 42
+    it = iter(loader)
+    _take(it, 1)
+    state = loader.state_dict()
+    expected = _take(it, 2)
+    resumed = build_detection_train_loader(cfg)
+    resumed.load_state_dict(state)
+    assert _take(resumed, 2) == expected
+    # The cfg form with a given dataset and mapper, as detectron2's.
+    dicts = _shapes(4)
+    over = build_detection_train_loader(_cfg(tiny_shapes), mapper=_times_ten, dataset=dicts)
+    assert sorted(v for b in itertools.islice(over, 2) for v in b) == [0, 0, 10, 10, 20, 20, 30, 30]
+    with pytest.raises(ValueError, match="DATALOADER.SAMPLER_TRAIN 'Nope' is unknown"):
+        build_detection_train_loader(_cfg(tiny_shapes, **{"DATALOADER.SAMPLER_TRAIN": "Nope"}))
+
+
+def test_worker_init_reset_seed_seeds_from_torch_seed_plus_worker_id():
+    import random
+
+    import numpy as np
+
+    from detkit.data.build import worker_init_reset_seed
+
+    torch.manual_seed(123)
+    worker_init_reset_seed(2)
+    assert float(np.random.rand()) == float(np.random.RandomState(125).rand())
+    assert random.random() == random.Random(125).random()
+    assert torch.initial_seed() == 125

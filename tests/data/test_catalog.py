@@ -69,3 +69,43 @@ def test_explicit_value_wins_over_lazy():
     assert meta.json_file == "a.json"
     meta2 = Metadata("m2", json_file="b.json").set_lazy("json_file", lambda: "other")
     assert meta2.json_file == "b.json"
+
+
+def test_catalogs_speak_detectron2s_dict_api(unique_name):
+    name = unique_name()
+    func = lambda: [{"file_name": "y.jpg"}]  # noqa: E731
+    DatasetCatalog.register(name, func)
+    assert name in DatasetCatalog and DatasetCatalog[name] is func
+    assert DatasetCatalog.get(name) == [{"file_name": "y.jpg"}]
+    assert DatasetCatalog.pop(name) is func and name not in DatasetCatalog
+    assert DatasetCatalog.pop(name, "gone") == "gone"
+    with pytest.raises(KeyError, match=f"Dataset '{name}' is not registered"):
+        DatasetCatalog.pop(name)
+    # A duplicate registration is a KeyError (detkit) and an AssertionError (detectron2).
+    DatasetCatalog.register(name, func)
+    with pytest.raises(AssertionError, match="already registered"):
+        DatasetCatalog.register(name, func)
+
+    meta = MetadataCatalog.get(name).set(thing_classes=["cat"], evaluator_type="coco")
+    assert MetadataCatalog.get(name) is meta and meta.thing_classes == ["cat"] and name in MetadataCatalog
+    with pytest.raises(AssertionError, match="already 'coco'; refusing to change it to 'voc'"):
+        MetadataCatalog.get(name).set(evaluator_type="voc")
+    assert MetadataCatalog.pop(name) is meta and name not in MetadataCatalog
+    assert MetadataCatalog.get(name).set(evaluator_type="voc").evaluator_type == "voc"  # a fresh one after pop
+    MetadataCatalog.remove(name)
+    with pytest.raises(KeyError, match=f"Dataset '{name}' has no metadata"):
+        MetadataCatalog.remove(name)
+
+
+def test_clear_empties_both_catalogs():
+    datasets, metadata = dict(DatasetCatalog), dict(MetadataCatalog)
+    try:
+        DatasetCatalog.clear()
+        MetadataCatalog.clear()
+        assert DatasetCatalog.list() == [] and MetadataCatalog.list() == [] and "shapes_train" not in DatasetCatalog
+        with pytest.raises(KeyError, match="'shapes_train' is not registered. Registered datasets: \\(none\\)"):
+            DatasetCatalog.get("shapes_train")
+    finally:
+        DatasetCatalog.update(datasets)
+        MetadataCatalog.update(metadata)
+    assert "shapes_train" in DatasetCatalog.list()

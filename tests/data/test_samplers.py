@@ -3,8 +3,10 @@ import itertools
 
 import numpy as np
 import pytest
+import torch
 
-from detkit.data import AspectRatioGroupedBatchSampler, InferenceSampler, TrainingSampler
+from detkit.data.samplers import (AspectRatioGroupedBatchSampler, GroupedBatchSampler, InferenceSampler,
+                                  RepeatFactorTrainingSampler, TrainingSampler)
 
 
 def _take(it, n):
@@ -87,3 +89,79 @@ def test_grouped_batches_start_batch_replays_exactly():
     plain = _take(iter(AspectRatioGroupedBatchSampler(sampler, None, 3)), 12)
     assert _take(iter(AspectRatioGroupedBatchSampler(sampler, None, 3, start_batch=4)), 8) == plain[4:]
     assert [p for b in plain for _, p in b] == list(range(1, 72, 2))  # plain batching is the stream in order
+
+
+# An LVIS-style histogram over 10 images: category 1 is in 8 images (f = 0.8), 2 in 1 (f = 0.1),
+# 3 in 4 (f = 0.4) and 4 in 2 (f = 0.2); images 8 and 9 have no annotations.
+_CATS_PER_IMAGE = [[1, 2, 2], [1, 4], [1, 3, 4], [1, 3], [1, 3], [1, 3], [1], [1], [], []]
+_HIST_DICTS = [{"annotations": [{"category_id": c} for c in cats]} for cats in _CATS_PER_IMAGE]
+
+
+def test_repeat_factors_from_a_category_histogram():
+    # t = 0.4: r_c = max(1, sqrt(t / f_c)) = 1, 2, 1, sqrt(2); an image takes its rarest category's factor.
+    factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(_HIST_DICTS, 0.4)
+    assert factors.dtype == torch.float32
+    assert factors.tolist() == pytest.approx([2.0, 2 ** 0.5, 2 ** 0.5, 1, 1, 1, 1, 1, 1, 1])
+    # Without the square root: t / f_c = 0.5 -> 1, 4, 1, 2.
+    linear = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(_HIST_DICTS, 0.4, sqrt=False)
+    assert linear.tolist() == [4.0, 2.0, 2.0, 1, 1, 1, 1, 1, 1, 1]
+
+
+def test_repeat_factor_stream_rounds_stochastically_as_detectron2():
+    sampler = RepeatFactorTrainingSampler(torch.tensor([2.0, 0.5, 1.0]), shuffle=False, seed=0, rank=0, world_size=1)
+    # detectron2's draws: one generator seeded with the seed; per epoch, one uniform per image,
+    # and image i is kept floor(r_i) + (u_i < frac(r_i)) times.
+    g = torch.Generator().manual_seed(0)
+    expected = []
+    for _ in range(3):
+        u = torch.rand(3, generator=g).tolist()
+        expected += [0, 0] + ([1] if u[1] < 0.5 else []) + [2]
+    assert _take(iter(sampler), len(expected)) == expected
+    # Shuffled, each epoch's repeated indices are then permuted by a randperm from the same generator.
+    shuffled = RepeatFactorTrainingSampler(torch.tensor([2.0, 0.5, 1.0]), seed=3, rank=0, world_size=1)
+    g = torch.Generator().manual_seed(3)
+    expected = []
+    for _ in range(3):
+        u = torch.rand(3, generator=g).tolist()
+        epoch = torch.tensor([0, 0] + ([1] if u[1] < 0.5 else []) + [2])
+        expected += epoch[torch.randperm(len(epoch), generator=g)].tolist()
+    assert _take(iter(shuffled), len(expected)) == expected
+
+
+def test_repeat_factor_stream_resumes_and_shards():
+    factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(_HIST_DICTS, 0.4)
+    full = _take(RepeatFactorTrainingSampler(factors, seed=5, rank=0, world_size=1).positions(), 60)
+    assert [p for p, _ in full] == list(range(60))
+    r1 = RepeatFactorTrainingSampler(factors, seed=5, rank=1, world_size=2)
+    assert _take(r1.positions(), 20) == full[1::2][:20]
+    assert _take(r1.positions(start=7), 10) == full[1::2][7:17]  # resume past whole epochs without the past
+    with pytest.raises(ValueError, match="non-empty 1-D tensor of repeat factors"):
+        RepeatFactorTrainingSampler(torch.ones(2, 2), seed=0)
+
+
+def test_inference_sampler_local_indices():
+    get = InferenceSampler._get_local_indices
+    assert [get(10, 3, r) for r in range(3)] == [range(0, 4), range(4, 7), range(7, 10)]
+    assert [get(2, 4, r) for r in range(4)] == [range(0, 1), range(1, 2), range(2, 2), range(2, 2)]
+    assert get(5, 1, 0) == range(0, 5)
+
+
+class _ListSampler(torch.utils.data.Sampler):
+    def __init__(self, indices):
+        self.indices = indices
+
+    def __iter__(self):
+        return iter(self.indices)
+
+
+def test_grouped_batch_sampler_never_mixes_groups():
+    groups = [0, 1, 0, 0, 1, 1, 0, 1]
+    batches = [b for b in GroupedBatchSampler(_ListSampler(range(8)), groups, 2)]  # list() would ask len()
+    # 0 waits; 1 waits; 2 completes [0, 2]; 3 waits; 4 completes [1, 4]; 6 completes [3, 6]; 7 completes [5, 7].
+    assert batches == [[0, 2], [1, 4], [3, 6], [5, 7]]
+    # Incomplete buffers at the end are never emitted.
+    assert [b for b in GroupedBatchSampler(_ListSampler([0, 1, 2, 4]), groups, 2)] == [[0, 2], [1, 4]]
+    with pytest.raises(ValueError, match="sampler should be a torch.utils.data.Sampler"):
+        GroupedBatchSampler([0, 1], groups, 2)
+    with pytest.raises(NotImplementedError):
+        len(GroupedBatchSampler(_ListSampler(range(8)), groups, 2))

@@ -1,4 +1,4 @@
-"""COCO-format JSON files -> detkit's standard dataset dicts, and their registration."""
+"""COCO-format JSON: files -> standard dataset dicts, their registration, and dataset dicts -> COCO json."""
 import json
 import logging
 import os
@@ -11,7 +11,8 @@ from detkit.structures import BoxMode
 
 from ..catalog import DatasetCatalog, MetadataCatalog
 
-__all__ = ["load_coco_json", "register_coco_instances", "read_coco_categories"]
+__all__ = ["load_coco_json", "register_coco_instances", "read_coco_categories", "convert_to_coco_dict",
+           "convert_to_coco_json", "contiguous_to_dataset_ids"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ def read_coco_categories(json_file: str):
     return _category_map(_require(data, "categories", json_file, "the top level"), json_file)
 
 
-def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] = None) -> List[dict]:
+def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] = None,
+                   extra_annotation_keys: Optional[List[str]] = None) -> List[dict]:
     """Load a COCO instances file as a list of standard dataset dicts.
 
     Category ids become contiguous 0-based ids in sorted id order; boxes go from XYWH to
@@ -67,10 +69,14 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
         image_root: folder the images' ``file_name`` entries are relative to.
         dataset_name: if given, ``thing_classes`` and ``thing_dataset_id_to_contiguous_id`` are
             stored in ``MetadataCatalog.get(dataset_name)``.
+        extra_annotation_keys: more annotation keys to copy as they are into each annotation
+            dict (e.g. ``["area", "attributes"]``), where the annotation has them. The keys
+            detkit sets itself (``bbox``, ``bbox_mode``, ``category_id``, ``iscrowd``) keep
+            their converted values.
 
     Returns:
         One dict per image: ``file_name``, ``image_id`` (the file's id), ``height``, ``width``,
-        ``annotations`` (``bbox``, ``bbox_mode``, ``category_id``, ``iscrowd``).
+        ``annotations`` (``bbox``, ``bbox_mode``, ``category_id``, ``iscrowd``, and the extra keys).
 
     Raises:
         FileNotFoundError: the file is missing.
@@ -78,6 +84,7 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
             category; the message names the file and the image / annotation id.
     """
     data = _read_json(json_file)
+    extra_keys = list(extra_annotation_keys or [])
     id_map, classes = _category_map(_require(data, "categories", json_file, "the top level"), json_file)
     if dataset_name is not None:
         MetadataCatalog.get(dataset_name).set(thing_classes=classes, thing_dataset_id_to_contiguous_id=id_map)
@@ -111,7 +118,8 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
         if not isinstance(bbox, (list, tuple)) or len(bbox) != 4:
             raise ValueError(f"COCO json file '{json_file}': annotation id {ann_id} has bbox {bbox!r}; "
                              "expected [x, y, width, height].")
-        parsed.append((image_id, id_map[cat], int(ann.get("iscrowd", 0))))
+        extra = {k: ann[k] for k in extra_keys if k in ann}
+        parsed.append((image_id, id_map[cat], int(ann.get("iscrowd", 0)), extra))
 
     if parsed:
         xywh = np.asarray([a["bbox"] for a in anns], dtype=np.float64)  # (A, 4)
@@ -120,10 +128,10 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
         num_dropped = int((~valid).sum())
         if num_dropped:
             logger.warning("Dropped %d annotation(s) with zero or negative box size from %s.", num_dropped, json_file)
-        for (image_id, cat, crowd), box, ok in zip(parsed, xyxy, valid.tolist()):
+        for (image_id, cat, crowd, extra), box, ok in zip(parsed, xyxy, valid.tolist()):
             if ok:
                 records[image_id]["annotations"].append(
-                    {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": cat, "iscrowd": crowd})
+                    {**extra, "bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": cat, "iscrowd": crowd})
     logger.info("Loaded %d images and %d annotations from %s.", len(records), len(parsed), json_file)
     return list(records.values())
 
@@ -154,3 +162,111 @@ def register_coco_instances(name: str, metadata: Dict[str, Any], json_file: str,
 
     meta.set_lazy("thing_dataset_id_to_contiguous_id", lambda: _categories()[0])
     meta.set_lazy("thing_classes", lambda: _categories()[1])
+
+
+# Key under which a converted COCO "images" entry keeps the dataset dict's own image_id.
+ORIGINAL_IMAGE_ID = "detkit_image_id"
+
+
+def contiguous_to_dataset_ids(dataset_name: str, coco_categories: Optional[List[dict]] = None) -> Dict[int, int]:
+    """Map contiguous 0-based class ids to the dataset's category ids.
+
+    Uses ``thing_dataset_id_to_contiguous_id`` from the metadata when present; otherwise the
+    sorted category ids of ``coco_categories`` (the COCO convention), or the identity.
+
+    Args:
+        dataset_name: a name in ``MetadataCatalog``.
+        coco_categories: the ``categories`` list of the dataset's COCO json, if it has one.
+    """
+    meta = MetadataCatalog.get(dataset_name)
+    to_contiguous = meta.get("thing_dataset_id_to_contiguous_id")
+    if to_contiguous:
+        return {int(c): int(d) for d, c in to_contiguous.items()}
+    if coco_categories:
+        return {i: int(c["id"]) for i, c in enumerate(sorted(coco_categories, key=lambda c: c["id"]))}
+    num_classes = len(meta.get("thing_classes", []) or [])
+    return {i: i for i in range(num_classes)}
+
+
+def _coco_image_ids(image_ids: List[Any]) -> List[int]:
+    """Integer COCO ids for the dataset's image ids: themselves if they are unique ints, else 1..N."""
+    ints = all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in image_ids)
+    if ints and len(set(image_ids)) == len(image_ids):
+        return [int(i) for i in image_ids]
+    return list(range(1, len(image_ids) + 1))
+
+
+def convert_to_coco_dict(dataset_name: str) -> Dict[str, Any]:
+    """Convert a registered dataset's dicts to a COCO-format ground-truth dict (boxes only).
+
+    Image ids that are not unique integers (e.g. VOC's "2007_000027") get integer ids 1..N; each
+    image entry keeps the original under ``"detkit_image_id"``. Boxes become XYWH, ``area`` is the
+    box area unless the annotation gives one, ``iscrowd`` defaults to 0, and contiguous
+    ``category_id`` values map back to the dataset's ids (see ``contiguous_to_dataset_ids``).
+
+    Args:
+        dataset_name: a name registered in ``DatasetCatalog`` and ``MetadataCatalog``.
+
+    Returns:
+        A dict with ``info``, ``images``, ``annotations`` and ``categories``.
+    """
+    dataset_dicts = DatasetCatalog.get(dataset_name)
+    meta = MetadataCatalog.get(dataset_name)
+    thing_classes = list(meta.get("thing_classes", []) or [])
+    to_dataset_id = contiguous_to_dataset_ids(dataset_name)
+    if not thing_classes:
+        raise ValueError(
+            f"Dataset '{dataset_name}' has no metadata 'thing_classes'; set "
+            f"MetadataCatalog.get('{dataset_name}').thing_classes before evaluating it."
+        )
+    categories = [{"id": to_dataset_id.get(i, i), "name": name} for i, name in enumerate(thing_classes)]
+
+    original_ids = [d.get("image_id", i) for i, d in enumerate(dataset_dicts)]
+    coco_ids = _coco_image_ids(original_ids)
+    images, annotations = [], []
+    for record, orig_id, coco_id in zip(dataset_dicts, original_ids, coco_ids):
+        images.append({"id": coco_id, "width": int(record["width"]), "height": int(record["height"]),
+                       "file_name": record.get("file_name", ""), ORIGINAL_IMAGE_ID: orig_id})
+        for ann in record.get("annotations", []):
+            mode = ann.get("bbox_mode", BoxMode.XYXY_ABS)
+            x, y, w, h = BoxMode.convert(ann["bbox"], mode, BoxMode.XYWH_ABS)
+            contiguous = int(ann["category_id"])
+            if contiguous not in to_dataset_id and to_dataset_id:
+                raise ValueError(
+                    f"Dataset '{dataset_name}', image {orig_id!r}: category_id {contiguous} is not one of the "
+                    f"{len(thing_classes)} contiguous ids of thing_classes."
+                )
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": coco_id, "bbox": [x, y, w, h],
+                "area": float(ann.get("area", w * h)), "iscrowd": int(ann.get("iscrowd", 0)),
+                "category_id": to_dataset_id.get(contiguous, contiguous),
+            })
+    logger.info("Converted dataset '%s' to COCO format: %d images, %d annotations.",
+                dataset_name, len(images), len(annotations))
+    return {"info": {"description": f"detkit conversion of '{dataset_name}'"}, "images": images,
+            "annotations": annotations, "categories": categories}
+
+
+def convert_to_coco_json(dataset_name: str, output_file: str, allow_cached: bool = True) -> str:
+    """Write ``convert_to_coco_dict(dataset_name)`` to ``output_file``, or reuse a file already there.
+
+    Args:
+        dataset_name: a registered dataset.
+        output_file: where the json goes (iopath path).
+        allow_cached: reuse an existing ``output_file`` instead of converting again.
+
+    Returns:
+        ``output_file``.
+    """
+    if allow_cached and PathManager.exists(output_file):
+        logger.info("Using the cached COCO-format annotations of '%s' at %s (delete it to convert again).",
+                    dataset_name, output_file)
+        return output_file
+    coco_dict = convert_to_coco_dict(dataset_name)
+    PathManager.mkdirs(os.path.dirname(os.path.abspath(output_file)))
+    tmp_file = f"{output_file}.tmp{os.getpid()}"
+    with PathManager.open(tmp_file, "w") as f:
+        f.write(json.dumps(coco_dict))
+    os.replace(tmp_file, output_file)  # atomic: a reader never sees half a file
+    logger.info("Cached COCO-format annotations of '%s' at %s", dataset_name, output_file)
+    return output_file

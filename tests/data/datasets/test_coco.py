@@ -112,3 +112,58 @@ def test_file_without_annotations_gives_empty_lists(tmp_path, coco_files):
     del data["annotations"]
     dicts = load_coco_json(_write(tmp_path, data), str(tmp_path))
     assert [d["annotations"] for d in dicts] == [[], []]
+
+
+def test_extra_annotation_keys_are_kept(tmp_path):
+    data = {
+        "images": [{"id": 5, "file_name": "x.jpg", "height": 20, "width": 30}],
+        "categories": [{"id": 11, "name": "car"}],
+        "annotations": [
+            {"id": 1, "image_id": 5, "category_id": 11, "bbox": [2, 3, 4, 5], "area": 17.5,
+             "attributes": {"occluded": True}},
+            {"id": 2, "image_id": 5, "category_id": 11, "bbox": [0, 0, 10, 10], "iscrowd": 1},
+        ],
+    }
+    json_file = tmp_path / "extra.json"
+    json_file.write_text(json.dumps(data))
+    plain = load_coco_json(str(json_file), "imgs")
+    assert plain[0]["annotations"][0] == {"bbox": [2.0, 3.0, 6.0, 8.0], "bbox_mode": BoxMode.XYXY_ABS,
+                                          "category_id": 0, "iscrowd": 0}
+    dicts = load_coco_json(str(json_file), "imgs", extra_annotation_keys=["area", "attributes", "id", "bbox"])
+    # Keys copied where the annotation has them; bbox stays the converted XYXY box.
+    assert dicts[0]["annotations"] == [
+        {"bbox": [2.0, 3.0, 6.0, 8.0], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "iscrowd": 0,
+         "area": 17.5, "attributes": {"occluded": True}, "id": 1},
+        {"bbox": [0.0, 0.0, 10.0, 10.0], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "iscrowd": 1, "id": 2},
+    ]
+
+
+def test_convert_to_coco_dict_and_json_in_the_data_package(unique_name, tmp_path):
+    from detkit.data.datasets.coco import convert_to_coco_dict, convert_to_coco_json
+
+    name = unique_name()
+    dicts = [
+        {"file_name": "a.jpg", "image_id": 3, "height": 10, "width": 20, "annotations": [
+            {"bbox": [2.0, 1.0, 8.0, 5.0], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 1},
+            {"bbox": [0.0, 0.0, 3.0, 2.0], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 0, "iscrowd": 1}]},
+        {"file_name": "b.jpg", "image_id": 9, "height": 6, "width": 7, "annotations": []},
+    ]
+    DatasetCatalog.register(name, lambda: dicts)
+    MetadataCatalog.get(name).set(thing_classes=["person", "dog"], thing_dataset_id_to_contiguous_id={1: 0, 18: 1})
+    coco = convert_to_coco_dict(name)
+    assert coco["categories"] == [{"id": 1, "name": "person"}, {"id": 18, "name": "dog"}]
+    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in coco["images"]] == \
+        [(3, "a.jpg", 20, 10), (9, "b.jpg", 7, 6)]
+    # XYXY [2, 1, 8, 5] -> XYWH [2, 1, 6, 4], area 24; contiguous 1 -> dataset id 18.
+    assert coco["annotations"] == [
+        {"id": 1, "image_id": 3, "bbox": [2.0, 1.0, 6.0, 4.0], "area": 24.0, "iscrowd": 0, "category_id": 18},
+        {"id": 2, "image_id": 3, "bbox": [0.0, 0.0, 3.0, 2.0], "area": 6.0, "iscrowd": 1, "category_id": 1},
+    ]
+    out = tmp_path / "gt" / "coco.json"
+    assert convert_to_coco_json(name, str(out)) == str(out)
+    assert json.loads(out.read_text())["annotations"] == coco["annotations"]
+    out.write_text("{}")
+    convert_to_coco_json(name, str(out))  # allow_cached: the file there is reused
+    assert out.read_text() == "{}"
+    convert_to_coco_json(name, str(out), allow_cached=False)
+    assert json.loads(out.read_text())["categories"] == coco["categories"]
