@@ -140,7 +140,7 @@ class DefaultPredictor:
 
     def __init__(self, cfg):
         from detkit.data import MetadataCatalog
-        from detkit.data.transforms import AugmentationList, build_augmentation
+        from detkit.data import transforms as T
         from detkit.modeling import build_model
 
         self.cfg = cfg.clone()
@@ -148,7 +148,7 @@ class DefaultPredictor:
         self.model.eval()
         names = list(cfg.DATASETS.TEST) or list(cfg.DATASETS.TRAIN)
         self.metadata = MetadataCatalog.get(names[0]) if names else None
-        self.aug = AugmentationList(build_augmentation(cfg, is_train=False))
+        self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
         DetectionCheckpointer(self.model, save_to_disk=False).load(cfg.MODEL.WEIGHTS)
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("RGB", "BGR"):
@@ -168,6 +168,6 @@ class DefaultPredictor:
             raise ValueError(f"DefaultPredictor expects an (H, W, 3) uint8 array; got shape/dtype {got}.")
         with torch.inference_mode():
             height, width = original_image.shape[:2]
-            image, _ = self.aug(original_image, None, None)
+            image = self.aug.get_transform(original_image).apply_image(original_image)
             tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))  # (3, H', W') uint8
             return self.model([{"image": tensor, "height": height, "width": width}])[0]

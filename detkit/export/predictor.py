@@ -52,7 +52,7 @@ class ONNXPredictor:
             import onnxruntime as ort
         except ImportError as e:
             raise ImportError("ONNXPredictor needs onnxruntime: pip install 'detkit[export]'.") from e
-        from detkit.data.transforms import AugmentationList, build_augmentation
+        from detkit.data import transforms as T
 
         if not os.path.isfile(onnx_path):
             raise FileNotFoundError(f"ONNX model {onnx_path} does not exist; write it with "
@@ -68,7 +68,7 @@ class ONNXPredictor:
         self.cfg = CfgNode(meta["config"])
         self.class_names = list(meta.get("class_names") or [])
         self.input_format = self.cfg.INPUT.FORMAT
-        self.aug = AugmentationList(build_augmentation(self.cfg, is_train=False))
+        self.aug = T.ResizeShortestEdge([self.cfg.INPUT.MIN_SIZE_TEST] * 2, self.cfg.INPUT.MAX_SIZE_TEST)
         options = ort.SessionOptions()
         if num_threads:
             options.intra_op_num_threads = int(num_threads)
@@ -91,7 +91,7 @@ class ONNXPredictor:
             got = getattr(original_image, "shape", None), getattr(original_image, "dtype", type(original_image))
             raise ValueError(f"ONNXPredictor expects an (H, W, C) uint8 array; got shape/dtype {got}.")
         height, width = original_image.shape[:2]
-        image, _ = self.aug(original_image, None, None)
+        image = self.aug.get_transform(original_image).apply_image(original_image)
         boxes, scores, classes = self.session.run(None, {INPUT_NAME: np.ascontiguousarray(image)})
         result = Instances(image.shape[:2], pred_boxes=Boxes(torch.from_numpy(boxes)),
                            scores=torch.from_numpy(scores), pred_classes=torch.from_numpy(classes))

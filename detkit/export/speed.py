@@ -26,7 +26,7 @@ def _resized_runner(model, aug) -> Callable[[np.ndarray], object]:
 
     def run(image: np.ndarray):
         with torch.inference_mode():
-            resized, _ = aug(image, None, None)
+            resized = aug.get_transform(image).apply_image(image)
             tensor = torch.as_tensor(np.ascontiguousarray(resized.transpose(2, 0, 1)))
             return model([{"image": tensor, "height": image.shape[0], "width": image.shape[1]}])[0]
 

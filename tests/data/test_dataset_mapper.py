@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from detkit.config import get_cfg
-from detkit.data import DatasetMapper
+from detkit.data import DatasetFromList, DatasetMapper, MapDataset
 from detkit.data.transforms import RandomFlip, ResizeShortestEdge
 from detkit.structures import BoxMode, Instances
 
@@ -65,17 +65,46 @@ def test_size_mismatch_names_file_and_image_id(record):
         DatasetMapper(True, augmentations=[])(d)
 
 
-def test_from_config_and_seeded_rng(record):
+def test_from_config_draws_from_numpys_global_generator(record):
     d, _ = record
     cfg = get_cfg()
     cfg.INPUT.MIN_SIZE_TRAIN = (10, 30)
     cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "range"
     mapper = DatasetMapper(cfg, is_train=True)
     assert mapper.is_train and mapper.image_format == "RGB"
-    a = mapper(d, rng=np.random.default_rng(4))
-    b = mapper(d, rng=np.random.default_rng(4))
-    assert torch.equal(a["image"], b["image"]) and torch.equal(a["instances"].gt_boxes.tensor,
-                                                                b["instances"].gt_boxes.tensor)
+    for seed in range(6):
+        # detectron2's order: ResizeShortestEdge draws randint(10, 31), then RandomFlip one uniform.
+        rs = np.random.RandomState(seed)
+        size, flip = rs.randint(10, 31), rs.random_sample() < 0.5
+        s, w = size / 20, 2 * size  # the 20x40 image becomes size x 2 * size
+        boxes = np.array([[4 * s, 2 * s, 14 * s, 8 * s], [39.9 * s, 5 * s, w, 9 * s]])  # the 2nd clipped at x = w
+        if flip:
+            boxes = np.stack([w - boxes[:, 2], boxes[:, 1], w - boxes[:, 0], boxes[:, 3]], axis=1)
+        np.random.seed(seed)
+        a = mapper(d)
+        assert a["image"].shape == (3, size, w) and a["instances"].image_size == (size, w)
+        torch.testing.assert_close(a["instances"].gt_boxes.tensor, torch.tensor(boxes, dtype=torch.float32))
+        np.random.seed(seed)
+        b = mapper(d)
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["instances"].gt_boxes.tensor,
+                                                                    b["instances"].gt_boxes.tensor)
     test_mapper = DatasetMapper(cfg, is_train=False)
     # 20x40 -> short side 800 gives 800x1600; the long side is capped at 1333: 666.5x1333 -> 667x1333.
     assert test_mapper(d)["image"].shape == (3, 667, 1333)
+
+
+def test_loader_seeds_each_sample_from_seed_and_position(record):
+    # The mapper takes no rng: MapDataset seeds numpy's global generator per (seed, stream position),
+    # so a resumed run maps each position exactly as the first run did.
+    d, _ = record
+    cfg = get_cfg()
+    cfg.INPUT.MIN_SIZE_TRAIN = (10, 30)
+    cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING = "range"
+    mapper = DatasetMapper(cfg, is_train=True)
+    dataset = MapDataset(DatasetFromList([d]), mapper, seed=3)
+    outs = [dataset[(0, position)] for position in range(6)]
+    again = [dataset[(0, position)] for position in (5, 4, 3, 2, 1, 0)][::-1]
+    for a, b in zip(outs, again):
+        assert torch.equal(a["image"], b["image"])
+        assert torch.equal(a["instances"].gt_boxes.tensor, b["instances"].gt_boxes.tensor)
+    assert len({tuple(o["image"].shape) for o in outs}) > 1  # positions get different sizes

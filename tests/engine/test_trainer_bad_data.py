@@ -104,11 +104,11 @@ class _KillingMapper(DatasetMapper):
         super().__init__(cfg, is_train=True)
         self.marker = marker
 
-    def __call__(self, d, rng=None):
+    def __call__(self, d):
         info = torch.utils.data.get_worker_info()
         if info is not None and info.id == 1 and os.path.exists(self.marker):
             os.kill(os.getpid(), signal.SIGKILL)
-        return super().__call__(d, rng=rng)
+        return super().__call__(d)
 
 
 def test_killed_worker_ends_training_naming_the_worker(tmp_path):

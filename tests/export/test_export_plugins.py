@@ -110,7 +110,7 @@ def test_plugin_backbone_exports_with_the_tool_and_matches_eager(plugin, tmp_pat
     image = np.random.default_rng(1).integers(0, 256, (70, 100, 3), dtype=np.uint8)  # resized to 64 x 91
     result = predictor(image)["instances"]
     with torch.no_grad():
-        tensor = torch.as_tensor(predictor.aug(image, None, None)[0].transpose(2, 0, 1).copy())
+        tensor = torch.as_tensor(predictor.aug.get_transform(image).apply_image(image).transpose(2, 0, 1).copy())
         eager = model([{"image": tensor, "height": 70, "width": 100}])[0]["instances"]
     assert len(eager) == 100  # score threshold 0: the per-image cap
     assert len(result) == len(eager)
