@@ -13,14 +13,4 @@ from .augmentation import *  # noqa: F401,F403
 from .augmentation_impl import *  # noqa: F401,F403
 from .transform import *  # noqa: F401,F403
 
-__all__ = [k for k in globals().keys() if not k.startswith("_")] + ["build_augmentation"]
-
-
-def __getattr__(name: str):
-    # detkit exported build_augmentation here before it moved to detection_utils (detectron2's home
-    # for it); loaded on first use, since detection_utils itself imports this package.
-    if name == "build_augmentation":
-        from ..detection_utils import build_augmentation
-
-        return build_augmentation
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = [k for k in globals().keys() if not k.startswith("_")]
