@@ -1,4 +1,4 @@
-"""Tests for detkit.layers.norms: norms by name, GN group choice, converting BN to frozen BN."""
+"""Tests for detkit.layers.batch_norm: norms by name, GN group choice, converting BN to frozen BN."""
 import pytest
 import torch
 from torch import nn
