@@ -12,6 +12,14 @@ __all__ = ["Boxes", "BoxMode", "pairwise_iou", "pairwise_ioa", "pairwise_interse
 _RawBoxType = Union[List[float], Tuple[float, ...], torch.Tensor, np.ndarray]
 
 
+class _BoxModeError(AssertionError, ValueError):
+    """A box or mode BoxMode.convert refuses: detectron2's AssertionError, and a ValueError for detkit's callers."""
+
+
+class _RotatedBoxModeError(NotImplementedError, ValueError):
+    """XYWHA_ABS, out of detkit's scope: detectron2's NotImplementedError, and a ValueError for detkit's callers."""
+
+
 @unique
 class BoxMode(IntEnum):
     """How a box's numbers are to be read; detectron2's members and values.
@@ -43,29 +51,33 @@ class BoxMode(IntEnum):
         Raises:
             AssertionError: a relative mode (as detectron2), or a list / tuple that is not four numbers.
             NotImplementedError: ``XYWHA_ABS`` (rotated boxes are out of detkit's scope).
-            ValueError: an array or tensor whose last dimension is not 4.
+            ValueError: an array or tensor whose last dimension is not 4, an unknown mode; the two
+                errors above are ValueErrors too.
         """
         from_mode, to_mode = BoxMode(from_mode), BoxMode(to_mode)
+        if from_mode != to_mode:
+            relative = (BoxMode.XYXY_REL, BoxMode.XYWH_REL)
+            if from_mode in relative or to_mode in relative:
+                raise _BoxModeError("Relative mode not yet supported! (BoxMode.convert handles XYXY_ABS and "
+                                    "XYWH_ABS.)")
+            if BoxMode.XYWHA_ABS in (from_mode, to_mode):
+                raise _RotatedBoxModeError(f"Conversion from {from_mode!r} to {to_mode!r} is not supported: rotated "
+                                           "boxes (XYWHA_ABS) are out of detkit's scope.")
         single_box = isinstance(box, (list, tuple))
         if single_box:
             if len(box) != 4 or any(np.ndim(v) != 0 for v in box):
-                raise AssertionError(f"BoxMode.convert takes one box as a list / tuple of 4 numbers or an (N, 4) "
-                                     f"array / tensor; got {box!r}. Convert several boxes as an (N, 4) array.")
+                raise _BoxModeError(f"BoxMode.convert takes one box as a list / tuple of 4 numbers or an (N, 4) "
+                                    f"array / tensor; got {box!r}. Convert several boxes as an (N, 4) array.")
             values = [float(v) for v in box]
+            if from_mode == to_mode:
+                return type(box)(values)
         elif not isinstance(box, (np.ndarray, torch.Tensor)):
             raise TypeError(f"BoxMode.convert takes a list, tuple, numpy array or tensor, got {type(box).__name__}.")
+        elif from_mode == to_mode:
+            return box
         elif box.ndim == 0 or box.shape[-1] != 4:
             raise ValueError(f"BoxMode.convert needs boxes of 4 numbers in the last dimension, "
                              f"got shape {tuple(box.shape)}.")
-        if from_mode == to_mode:
-            return type(box)(values) if single_box else box
-
-        relative = (BoxMode.XYXY_REL, BoxMode.XYWH_REL)
-        if from_mode in relative or to_mode in relative:
-            raise AssertionError("Relative mode not yet supported! (BoxMode.convert handles XYXY_ABS and XYWH_ABS.)")
-        if BoxMode.XYWHA_ABS in (from_mode, to_mode):
-            raise NotImplementedError(f"Conversion from {from_mode!r} to {to_mode!r} is not supported: rotated "
-                                      "boxes (XYWHA_ABS) are out of detkit's scope.")
 
         if single_box:
             x0, y0, a, b = values

@@ -115,6 +115,14 @@ def test_box_mode_relative_and_rotated_modes_raise():
             BoxMode.convert(torch.zeros(1, 4), src, dst)
     with pytest.raises(NotImplementedError, match="rotated boxes"):
         BoxMode.convert([1, 2, 3, 4], BoxMode.XYWH_ABS, BoxMode.XYWHA_ABS)
+    with pytest.raises(NotImplementedError, match="rotated boxes"):  # said before any complaint about 5 numbers
+        BoxMode.convert(torch.zeros(2, 5), BoxMode.XYWHA_ABS, BoxMode.XYXY_ABS)
+    # Callers that catch ValueError for a bad annotation (dataset checks) catch these too.
+    for src, dst in ((2, 0), (0, 4)):
+        with pytest.raises(ValueError):
+            BoxMode.convert([1, 2, 3, 4], src, dst)
+    with pytest.raises(ValueError):
+        BoxMode.convert([[1, 2, 3, 4]], 1, 0)
 
 
 # Four boxes of area 4, 4, 16, 4 against two of area 4.
