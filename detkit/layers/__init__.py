@@ -1,4 +1,4 @@
-"""Layers: normalisation by name, conv blocks with norm / activation, Caffe2-style init, NMS, threaded RoIAlign, ShapeSpec."""
+"""Layers: norms by name, conv blocks, Caffe2-style init, NMS, threaded RoIAlign, ShapeSpec, cat / nonzero_tuple."""
 from .conv import Conv2d, c2_msra_fill, c2_xavier_fill, conv_norm_act
 from .nms import batched_nms, batched_nms_parallel
 from .batch_norm import FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, get_norm_layer, group_norm_groups

@@ -1,5 +1,5 @@
 """Small tensor helpers under detectron2's names: ``cat`` and ``nonzero_tuple``."""
-from typing import List, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch
 

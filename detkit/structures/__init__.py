@@ -1,6 +1,7 @@
 """Data structures shared by every part: Boxes, Instances, ImageList."""
 from .boxes import (
-    Boxes, BoxMode, matched_pairwise_iou, pairwise_intersection, pairwise_ioa, pairwise_iou, pairwise_point_box_distance,
+    Boxes, BoxMode, matched_pairwise_iou, pairwise_intersection, pairwise_ioa, pairwise_iou,
+    pairwise_point_box_distance,
 )
 from .image_list import ImageList
 from .instances import Instances

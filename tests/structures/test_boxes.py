@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from detkit.structures import (
-    Boxes, BoxMode, matched_pairwise_iou, pairwise_intersection, pairwise_ioa, pairwise_iou, pairwise_point_box_distance,
+    Boxes, BoxMode, matched_pairwise_iou, pairwise_intersection, pairwise_ioa, pairwise_iou,
+    pairwise_point_box_distance,
 )
 
 
