@@ -142,8 +142,9 @@ def test_rpn_head_registry_at_detectron2_paths():
     from detkit.modeling.dense_heads import StandardRPNHead
     from detkit.modeling.proposal_generator import RPN_HEAD_REGISTRY as from_package
     from detkit.modeling.proposal_generator.rpn import RPN_HEAD_REGISTRY as from_rpn
+    from detkit.modeling.proposal_generator.rpn import StandardRPNHead as head_from_rpn
 
-    assert RPN_HEAD_REGISTRY is from_package is from_rpn
+    assert RPN_HEAD_REGISTRY is from_package is from_rpn and head_from_rpn is StandardRPNHead
     assert RPN_HEAD_REGISTRY.get("StandardRPNHead") is StandardRPNHead
     cfg = get_cfg()  # 3 anchors per location by default (one size, three ratios per level)
     head = build_rpn_head(cfg, [ShapeSpec(channels=8, stride=s) for s in (8, 16, 32)])
