@@ -3,7 +3,7 @@ from typing import Callable, Optional, Union
 
 from torch import nn
 
-from .norms import get_norm
+from .batch_norm import get_norm
 
 __all__ = ["Conv2d", "conv_norm_act", "c2_msra_fill", "c2_xavier_fill"]
 

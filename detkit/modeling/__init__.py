@@ -1,5 +1,7 @@
 """Modeling: every registered part of a detector, and build_model."""
-from .anchor_generator import ANCHOR_GENERATOR_REGISTRY
+from detkit.layers import ShapeSpec
+
+from .anchor_generator import ANCHOR_GENERATOR_REGISTRY, build_anchor_generator
 from .backbone import BACKBONE_REGISTRY, build_backbone
 from .box_coder import BOX_CODER_REGISTRY
 from .dense_heads import DENSE_HEAD_REGISTRY, RPN_HEAD_REGISTRY, build_dense_head, build_rpn_head

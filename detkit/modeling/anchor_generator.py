@@ -39,6 +39,17 @@ def _broadcast_params(params, num_features: int, name: str) -> List[List[float]]
     return [list(p) for p in params]
 
 
+def _strides(input_shape: List[ShapeSpec], name: str) -> List[int]:
+    """The stride of each level of ``input_shape``, a list of ShapeSpec (one per feature level, finest first)."""
+    if isinstance(input_shape, dict) or not all(isinstance(x, ShapeSpec) for x in input_shape):
+        raise TypeError(f"{name} is built from (cfg, input_shape) with input_shape a list of ShapeSpec, one per "
+                        f"feature level, e.g. [shapes[f] for f in in_features]; got {input_shape!r}.")
+    missing = [i for i, x in enumerate(input_shape) if x.stride is None]
+    if missing:
+        raise ValueError(f"{name} needs the stride of every level; the ShapeSpec of levels {missing} have none.")
+    return [x.stride for x in input_shape]
+
+
 def _grid_centres(height: int, width: int, stride: float, offset: float, device) -> torch.Tensor:
     """(H*W, 2) xy of (j + offset) * stride, (i + offset) * stride, row-major over (i, j)."""
     xs = (torch.arange(width, dtype=torch.float32, device=device) + offset) * stride  # (W,)
@@ -76,14 +87,17 @@ class DefaultAnchorGenerator(nn.Module):
     box_dim: int = 4
 
     @configurable
-    def __init__(self, sizes, aspect_ratios, strides: Sequence[int], offset: float = 0.0):
-        """
+    def __init__(self, sizes, aspect_ratios, strides: Sequence[int], offset: float = 0.5):
+        """Build from keyword arguments (detectron2's), or as ``DefaultAnchorGenerator(cfg, input_shape)``.
+
         Args:
             sizes: anchor sizes (sqrt of area, input pixels) per level, a list of lists; a single
                 list is used for every level.
             aspect_ratios: anchor height / width ratios per level, same broadcasting as ``sizes``.
             strides: stride of each feature level.
-            offset: centre of the first anchor as a fraction of the stride, in [0, 1).
+            offset: centre of the first anchor as a fraction of the stride, in [0, 1). 0.5 (half a
+                stride, detectron2's default here) unless given; from a config it is
+                MODEL.ANCHOR_GENERATOR.OFFSET, whose default is 0.0 as in detectron2.
         """
         super().__init__()
         if not 0.0 <= offset < 1.0:
@@ -99,15 +113,17 @@ class DefaultAnchorGenerator(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: List[ShapeSpec]):
+        """MODEL.ANCHOR_GENERATOR.{SIZES, ASPECT_RATIOS, OFFSET} over the levels of ``input_shape``."""
         return {
             "sizes": cfg.MODEL.ANCHOR_GENERATOR.SIZES,
             "aspect_ratios": cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS,
-            "strides": [x.stride for x in input_shape],
+            "strides": _strides(input_shape, cls.__name__),
             "offset": cfg.MODEL.ANCHOR_GENERATOR.OFFSET,
         }
 
     @staticmethod
-    def generate_cell_anchors(sizes: Sequence[float], aspect_ratios: Sequence[float]) -> torch.Tensor:
+    def generate_cell_anchors(sizes: Sequence[float] = (32, 64, 128, 256, 512),
+                              aspect_ratios: Sequence[float] = (0.5, 1, 2)) -> torch.Tensor:
         """(len(sizes) * len(aspect_ratios), 4) XYXY anchors centred at 0, sizes outer, ratios inner.
 
         For size s and ratio a: w = sqrt(s**2 / a), h = a * w, box (-w/2, -h/2, w/2, h/2).
@@ -180,7 +196,7 @@ class PointGenerator(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, input_shape: List[ShapeSpec]):
-        return {"strides": [x.stride for x in input_shape]}
+        return {"strides": _strides(input_shape, cls.__name__)}
 
     @property
     def num_cell_anchors(self) -> List[int]:

@@ -6,6 +6,8 @@
   ``dh = wh * log(th / sh)``. Decoding clamps dw, dh at ``scale_clamp``.
 * ``LTRBBoxCoder``: FCOS's distances from a location (x, y) to the four sides of a box,
   ``(x - x0, y - y0, x1 - x, y1 - y)``, optionally divided by the location's stride.
+* ``Box2BoxTransformLinear``: detectron2's name and interface for the same distances, seen from
+  the centre of a source box and divided by its (w, h, w, h); decoding clamps them at 0 first.
 * ``centerness``: FCOS's centre-ness of LTRB distances.
 * ``box_regression_loss``: the summed smooth-L1 / L1 loss between predicted and target deltas
   (the RPN's and the RoI box head's).
@@ -21,8 +23,8 @@ import torch.nn.functional as F
 from detkit.config import configurable
 from detkit.registry import Registry
 
-__all__ = ["BOX_CODER_REGISTRY", "Box2BoxTransform", "LTRBBoxCoder", "centerness", "build_box_coder",
-           "box_regression_loss"]
+__all__ = ["BOX_CODER_REGISTRY", "Box2BoxTransform", "Box2BoxTransformLinear", "LTRBBoxCoder", "centerness",
+           "build_box_coder", "box_regression_loss"]
 
 BOX_CODER_REGISTRY = Registry("BOX_CODER")
 BOX_CODER_REGISTRY.__doc__ = """Box coders: encode boxes as regression targets. Built by ``build_box_coder``."""
@@ -153,6 +155,67 @@ class LTRBBoxCoder:
         loc = locations.float()
         dist = deltas.float() * self._scale(strides, loc)  # (..., N, 4)
         return torch.cat((loc - dist[..., :2], loc + dist[..., 2:]), dim=-1)
+
+
+@BOX_CODER_REGISTRY.register()
+class Box2BoxTransformLinear:
+    """detectron2's linear (FCOS) box transform: LTRB distances from the centre of a source box.
+
+    For a source box with centre (cx, cy) and size (w, h) and a target (x0, y0, x1, y1), the deltas
+    are ``(cx - x0, cy - y0, x1 - cx, y1 - cy)``, divided by ``(w, h, w, h)`` when
+    ``normalize_by_size``. The centre of the source box should lie inside the target.
+    ``apply_deltas`` clamps the deltas at 0 (so a decoded box is never inverted) and inverts that.
+    With square source boxes of side ``stride`` centred on FCOS's locations this is
+    ``LTRBBoxCoder``, whose arithmetic it uses.
+    """
+
+    @configurable
+    def __init__(self, normalize_by_size: bool = True):
+        """
+        Args:
+            normalize_by_size: divide the deltas by the source box's width (left, right) and
+                height (top, bottom).
+        """
+        self.normalize_by_size = bool(normalize_by_size)
+        self._ltrb = LTRBBoxCoder(normalize_by_stride=False)
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {"normalize_by_size": True}
+
+    @staticmethod
+    def _centres_and_sizes(boxes: torch.Tensor):
+        centres = 0.5 * (boxes[:, :2] + boxes[:, 2:])  # (N, 2)
+        sizes = (boxes[:, 2:] - boxes[:, :2]).repeat(1, 2)  # (N, 4): w, h, w, h
+        return centres, sizes
+
+    def get_deltas(self, src_boxes: torch.Tensor, target_boxes: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            src_boxes: (N, 4) XYXY source boxes (e.g. square anchors).
+            target_boxes: (N, 4) XYXY boxes to reach.
+
+        Returns:
+            (N, 4) float32 deltas (l, t, r, b) with ``apply_deltas(deltas, src_boxes) == target_boxes``.
+        """
+        centres, sizes = self._centres_and_sizes(src_boxes.float())
+        deltas = self._ltrb.encode(centres, target_boxes, 1)  # (N, 4)
+        return deltas / sizes if self.normalize_by_size else deltas
+
+    def apply_deltas(self, deltas: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """
+        Args:
+            deltas: (N, k*4) deltas, k boxes per source box (e.g. one per class); negative ones count as 0.
+            boxes: (N, 4) XYXY source boxes.
+
+        Returns:
+            (N, k*4) float32 XYXY decoded boxes.
+        """
+        centres, sizes = self._centres_and_sizes(boxes.float())
+        d = F.relu(deltas.float()).reshape(deltas.shape[0], -1, 4)  # (N, k, 4)
+        if self.normalize_by_size:
+            d = d * sizes[:, None, :]
+        return self._ltrb.decode(centres[:, None, :], d, 1).reshape(deltas.shape)
 
 
 def centerness(ltrb: torch.Tensor) -> torch.Tensor:

@@ -1,10 +1,15 @@
 """Instances: the per-image set of detected or ground-truth objects, as named fields."""
 import itertools
+import numbers
 from typing import Any, Dict, List, Tuple
 
 import torch
 
 __all__ = ["Instances"]
+
+
+class _InstancesError(AssertionError, ValueError):
+    """Bad use of Instances: an AssertionError as detectron2 raises, and a ValueError as detkit's callers catch."""
 
 
 class Instances:
@@ -39,9 +44,11 @@ class Instances:
         return fields[name]
 
     def set(self, name: str, value: Any) -> None:
+        """Set the field ``name``; its length must match the fields already there."""
         n = len(value)
         if self._fields and len(self) != n:
-            raise ValueError(f"Field '{name}' has length {n}, but the Instances have length {len(self)}.")
+            raise _InstancesError(f"Adding a field of length {n} to a Instances of length {len(self)} "
+                                  f"(field '{name}'); give every field one entry per instance.")
         self._fields[name] = value
 
     def has(self, name: str) -> bool:
@@ -63,10 +70,15 @@ class Instances:
         return out
 
     def __getitem__(self, item) -> "Instances":
-        if isinstance(item, int):
+        """All fields indexed by ``item``: an int (negative counts from the end), a slice, or a bool / long tensor.
+
+        An int keeps the instance dimension (the result has length 1). Out of range raises IndexError.
+        """
+        if isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            item = int(item)
             if item >= len(self) or item < -len(self):
-                raise IndexError("Instances index out of range!")
-            item = slice(item, None, len(self)) if item != -1 else slice(item, None)
+                raise IndexError(f"Instances index out of range! Index {item} for {len(self)} instances.")
+            item = slice(item, None, len(self))  # exactly one element, also for negative indices
         out = Instances(self._image_size)
         for k, v in self._fields.items():
             out.set(k, v[item])
@@ -83,11 +95,17 @@ class Instances:
     @staticmethod
     def cat(instance_lists: List["Instances"]) -> "Instances":
         """Concatenate the fields of several Instances of the same image size."""
+        if not all(isinstance(i, Instances) for i in instance_lists):
+            raise _InstancesError(f"Instances.cat takes a list of Instances, got "
+                                  f"{[type(i).__name__ for i in instance_lists]}.")
         if not instance_lists:
-            raise ValueError("Instances.cat needs at least one Instances.")
+            raise _InstancesError("Instances.cat needs at least one Instances.")
         if len(instance_lists) == 1:
             return instance_lists[0]
         size = instance_lists[0].image_size
+        sizes = [i.image_size for i in instance_lists]
+        if any(s != size for s in sizes):
+            raise _InstancesError(f"Instances.cat needs Instances of one image size, got {sizes}.")
         out = Instances(size)
         for k in instance_lists[0]._fields:
             values = [i.get(k) for i in instance_lists]

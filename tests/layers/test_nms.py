@@ -1,7 +1,9 @@
 """Tests for detkit.layers.nms: batched NMS over threads keeps exactly what one call keeps."""
+import pytest
 import torch
 from torchvision.ops import batched_nms
 
+from detkit.layers import batched_nms as detkit_batched_nms
 from detkit.layers import batched_nms_parallel
 from detkit.layers import nms as nms_module
 
@@ -53,3 +55,16 @@ def test_mixed_precision_scores():
     expected = batched_nms(boxes, low.float(), idxs, 0.5)
     assert sorted(keep.tolist()) == sorted(expected.tolist())
     assert (low[keep][1:] <= low[keep][:-1]).all()
+
+
+def test_batched_nms_detectron2_name_hand_case():
+    # Group 0: box 1 overlaps box 0 by 81 / 100 = 0.81 > 0.5 and scores lower -> dropped. Box 2 is box 0 again,
+    # but in group 1, so it stays. Kept by decreasing score: 0 (0.9), 2 (0.8).
+    boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 10., 10.], [0., 0., 10., 10.]])
+    scores, idxs = torch.tensor([0.9, 0.7, 0.8]), torch.tensor([0, 0, 1])
+    assert detkit_batched_nms(boxes, scores, idxs, 0.5).tolist() == [0, 2]
+    assert detkit_batched_nms(boxes, scores, idxs, 0.9).tolist() == [0, 2, 1]  # 0.81 <= 0.9: all kept
+    # Half-precision boxes are run in float32 (torchvision's CPU kernel has no float16).
+    assert detkit_batched_nms(boxes.half(), scores, idxs, 0.5).tolist() == [0, 2]
+    with pytest.raises(ValueError, match=r"\(N, 4\) XYXY boxes, got shape \(3, 5\)"):
+        detkit_batched_nms(torch.zeros(3, 5), scores, idxs, 0.5)

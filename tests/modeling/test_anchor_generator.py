@@ -37,7 +37,7 @@ def test_default_anchors_hand_values(offset, centres):
 
 def test_default_anchors_irrational_ratio():
     # size 32, ratio 0.5: w = sqrt(1024 / 0.5) = 32 * sqrt(2), h = 16 * sqrt(2); centred at (0, 0).
-    gen = DefaultAnchorGenerator([[32]], [[0.5]], [8])
+    gen = DefaultAnchorGenerator([[32]], [[0.5]], [8], offset=0.0)
     (anchors,) = gen([torch.zeros(1, 1, 1, 1)])
     r2 = math.sqrt(2)
     torch.testing.assert_close(anchors.tensor, torch.tensor([[-16 * r2, -8 * r2, 16 * r2, 8 * r2]]))
@@ -45,7 +45,7 @@ def test_default_anchors_irrational_ratio():
 
 def test_default_anchors_per_level_broadcast_and_cache():
     # A single list of sizes is used on every level; one list of ratios per level also broadcasts.
-    gen = DefaultAnchorGenerator(sizes=[32, 64], aspect_ratios=[[1.0]], strides=[8, 16])
+    gen = DefaultAnchorGenerator(sizes=[32, 64], aspect_ratios=[[1.0]], strides=[8, 16], offset=0.0)
     assert gen.num_cell_anchors == [2, 2]
     feats = [torch.zeros(1, 1, 4, 3), torch.zeros(1, 1, 2, 2)]
     a8, a16 = gen(feats)
@@ -85,3 +85,68 @@ def test_build_anchor_generator_from_config():
     pts = build_anchor_generator(cfg, shapes, name="PointGenerator")
     assert isinstance(pts, PointGenerator) and pts.strides == [8, 16, 32]
     assert set(ANCHOR_GENERATOR_REGISTRY.names()) >= {"DefaultAnchorGenerator", "PointGenerator"}
+
+
+# Size 16 with ratios 0.25 and 4 (h / w): w = sqrt(256 / 0.25) = 32, h = 8; and w = 8, h = 32.
+# Half sizes (16, 4) and (4, 16).
+_HALF_STRIDE_GRID = [
+    # stride 8, a 2 x 3 map, offset 0.5: centres (4, 4), (12, 4), (20, 4), (4, 12), (12, 12), (20, 12).
+    [-12., 0., 20., 8.], [0., -12., 8., 20.],
+    [-4., 0., 28., 8.], [8., -12., 16., 20.],
+    [4., 0., 36., 8.], [16., -12., 24., 20.],
+    [-12., 8., 20., 16.], [0., -4., 8., 28.],
+    [-4., 8., 28., 16.], [8., -4., 16., 28.],
+    [4., 8., 36., 16.], [16., -4., 24., 28.],
+]
+
+
+def test_keyword_construction_defaults_to_half_stride_offset():
+    # detectron2's constructor default is offset=0.5: the first anchor sits at half a stride.
+    gen = DefaultAnchorGenerator(sizes=[[16]], aspect_ratios=[[0.25, 4.0]], strides=[8])
+    assert gen.offset == 0.5 and gen.box_dim == 4
+    anchors = gen([torch.zeros(1, 4, 2, 3)])
+    assert isinstance(anchors, list) and len(anchors) == 1 and isinstance(anchors[0], Boxes)
+    assert anchors[0].tensor.tolist() == _HALF_STRIDE_GRID
+
+
+def test_config_build_with_flat_lists_and_offset_key():
+    cfg = get_cfg()
+    assert cfg.MODEL.ANCHOR_GENERATOR.OFFSET == 0.0  # the config key keeps detectron2's config default
+    cfg.merge_from_list(["MODEL.ANCHOR_GENERATOR.SIZES", "[16]", "MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS", "[0.25, 4.0]",
+                         "MODEL.ANCHOR_GENERATOR.OFFSET", "0.5"])
+    shapes = [ShapeSpec(channels=4, stride=8), ShapeSpec(channels=4, stride=16)]
+    for gen in (DefaultAnchorGenerator(cfg, shapes), build_anchor_generator(cfg, shapes)):
+        assert gen.num_cell_anchors == [2, 2] and gen.strides == [8, 16]  # the flat lists serve both levels
+        a8, a16 = gen([torch.zeros(1, 4, 2, 3), torch.zeros(1, 4, 1, 1)])
+        assert a8.tensor.tolist() == _HALF_STRIDE_GRID
+        # stride 16, one cell: centre (8, 8).
+        assert a16.tensor.tolist() == [[-8., 4., 24., 12.], [4., -8., 12., 24.]]
+    # With the key's default 0.0 the same anchors sit on the cell corners: centre (0, 0).
+    cfg.MODEL.ANCHOR_GENERATOR.OFFSET = 0.0
+    (a16,) = build_anchor_generator(cfg, shapes[1:])([torch.zeros(1, 4, 1, 1)])
+    assert a16.tensor.tolist() == [[-16., -4., 16., 4.], [-4., -16., 4., 16.]]
+
+
+def test_input_shape_must_be_a_list_of_shape_specs():
+    cfg = get_cfg()
+    with pytest.raises(TypeError, match="input_shape a list of ShapeSpec"):
+        build_anchor_generator(cfg, {"p3": ShapeSpec(stride=8)})
+    with pytest.raises(ValueError, match="levels \\[1\\] have none"):
+        build_anchor_generator(cfg, [ShapeSpec(stride=8), ShapeSpec(channels=4)])
+    with pytest.raises(ValueError, match="offset must be in \\[0, 1\\)"):
+        DefaultAnchorGenerator(sizes=[8], aspect_ratios=[1.0], strides=[8], offset=1.0)
+
+
+def test_rpn_head_registry_at_detectron2_paths():
+    from detkit.modeling import RPN_HEAD_REGISTRY, build_rpn_head
+    from detkit.modeling.dense_heads import StandardRPNHead
+    from detkit.modeling.proposal_generator import RPN_HEAD_REGISTRY as from_package
+    from detkit.modeling.proposal_generator.rpn import RPN_HEAD_REGISTRY as from_rpn
+    from detkit.modeling.proposal_generator.rpn import StandardRPNHead as head_from_rpn
+
+    assert RPN_HEAD_REGISTRY is from_package is from_rpn and head_from_rpn is StandardRPNHead
+    assert RPN_HEAD_REGISTRY.get("StandardRPNHead") is StandardRPNHead
+    cfg = get_cfg()  # 3 anchors per location by default (one size, three ratios per level)
+    head = build_rpn_head(cfg, [ShapeSpec(channels=8, stride=s) for s in (8, 16, 32)])
+    objectness, deltas = head([torch.zeros(1, 8, 2, 2)] * 3)
+    assert objectness[0].shape == (1, 3, 2, 2) and deltas[0].shape == (1, 12, 2, 2)

@@ -1,11 +1,13 @@
-"""Tests for detkit.modeling.box_coder: Box2BoxTransform, LTRBBoxCoder, centerness."""
+"""Tests for detkit.modeling.box_coder: Box2BoxTransform, LTRBBoxCoder, Box2BoxTransformLinear, centerness."""
 import math
 
 import pytest
 import torch
 
 from detkit.config import get_cfg
-from detkit.modeling.box_coder import BOX_CODER_REGISTRY, Box2BoxTransform, LTRBBoxCoder, build_box_coder, centerness
+from detkit.modeling.box_coder import (
+    BOX_CODER_REGISTRY, Box2BoxTransform, Box2BoxTransformLinear, LTRBBoxCoder, build_box_coder, centerness,
+)
 
 
 def test_box2box_one_hand_computed_delta():
@@ -105,3 +107,47 @@ def test_ltrb_scalar_stride():
     enc = coder.encode(loc, box, torch.tensor(8.0))
     torch.testing.assert_close(enc, torch.tensor([[0.75, 1.0, 2.5, 1.0]]))
     torch.testing.assert_close(coder.decode(loc, enc, 8), box)
+
+
+def test_linear_get_deltas_hand_values():
+    src = torch.tensor([[0., 0., 8., 8.], [0., 0., 4., 8.]])
+    tgt = torch.tensor([[2., 1., 10., 5.], [0., 0., 6., 12.]])
+    # Box 0: centre (4, 4), size 8 x 8: (4-2, 4-1, 10-4, 5-4) = (2, 3, 6, 1) -> / 8.
+    # Box 1: centre (2, 4), size 4 x 8: (2, 4, 4, 8) -> / (4, 8, 4, 8) = (0.5, 0.5, 1, 1).
+    coder = Box2BoxTransformLinear(normalize_by_size=True)
+    assert coder.get_deltas(src, tgt).tolist() == [[0.25, 0.375, 0.75, 0.125], [0.5, 0.5, 1.0, 1.0]]
+    raw = Box2BoxTransformLinear(normalize_by_size=False)
+    assert raw.get_deltas(src, tgt).tolist() == [[2., 3., 6., 1.], [2., 4., 4., 8.]]
+    assert Box2BoxTransformLinear().normalize_by_size is True  # detectron2's default
+
+
+def test_linear_apply_deltas_clamps_at_zero_and_handles_k_boxes():
+    coder = Box2BoxTransformLinear()
+    src = torch.tensor([[0., 0., 8., 8.]])  # centre (4, 4), size 8
+    # Two boxes per source box. The first gives back (2, 1, 10, 5); in the second the negative
+    # deltas count as 0: (0, 0.5, 0, 0) * 8 = (0, 4, 0, 0) -> (4, 0, 4, 4).
+    deltas = torch.tensor([[0.25, 0.375, 0.75, 0.125, -1.0, 0.5, -0.25, 0.0]])
+    assert coder.apply_deltas(deltas, src).tolist() == [[2., 1., 10., 5., 4., 0., 4., 4.]]
+    raw = Box2BoxTransformLinear(normalize_by_size=False)
+    assert raw.apply_deltas(torch.tensor([[2., 3., 6., 1.]]), src).tolist() == [[2., 1., 10., 5.]]
+    tgt = torch.tensor([[3., 2., 7., 8.], [-5., -5., 20., 9.]])
+    sources = torch.tensor([[4., 4., 6., 6.], [0., 0., 16., 8.]])  # centres (5, 5) and (8, 4) lie inside
+    torch.testing.assert_close(coder.apply_deltas(coder.get_deltas(sources, tgt), sources), tgt)
+
+
+def test_linear_is_the_fcos_ltrb_coder_on_stride_squares():
+    # FCOS location (12, 4) at stride 8 is the square (8, 0, 16, 8); target (2, 1, 30, 20):
+    # LTRB (12-2, 4-1, 30-12, 20-4) / 8 = (1.25, 0.375, 2.25, 2.0) from both coders.
+    loc, tgt = torch.tensor([[12., 4.]]), torch.tensor([[2., 1., 30., 20.]])
+    linear = Box2BoxTransformLinear().get_deltas(torch.tensor([[8., 0., 16., 8.]]), tgt)
+    ltrb = LTRBBoxCoder(normalize_by_stride=True).encode(loc, tgt, torch.tensor([8.]))
+    assert linear.tolist() == ltrb.tolist() == [[1.25, 0.375, 2.25, 2.0]]
+    assert build_box_coder(get_cfg(), "Box2BoxTransformLinear").normalize_by_size is True
+    assert build_box_coder(get_cfg(), "Box2BoxTransformLinear", normalize_by_size=False).normalize_by_size is False
+
+
+def test_box_regression_module_path_is_box_coder():
+    # detectron2.modeling.box_regression.X is detkit.modeling.box_coder.X.
+    import detkit.modeling.box_coder as box_regression
+
+    assert {"Box2BoxTransform", "Box2BoxTransformLinear"} <= set(box_regression.__all__)

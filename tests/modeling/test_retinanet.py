@@ -37,7 +37,8 @@ def _make_retinanet(head, num_classes=3, strides=(8,), sizes=((8,),), ratios=((1
     neck = PoolNeck(list(strides))
     return RetinaNet(
         backbone=IdentityTrunk(), neck=neck, head=head, head_in_features=list(neck.output_shape()),
-        anchor_generator=DefaultAnchorGenerator([list(s) for s in sizes], [list(r) for r in ratios], list(strides)),
+        anchor_generator=DefaultAnchorGenerator([list(s) for s in sizes], [list(r) for r in ratios], list(strides),
+                                                offset=0.0),
         box2box_transform=Box2BoxTransform((1.0, 1.0, 1.0, 1.0)),
         anchor_matcher=Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True),
         num_classes=num_classes, pixel_mean=[0.0, 0.0, 0.0], pixel_std=[1.0, 1.0, 1.0], **kwargs)

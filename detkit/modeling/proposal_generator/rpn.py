@@ -12,7 +12,7 @@ from detkit.structures import Boxes, ImageList, Instances, pairwise_iou
 
 from ..anchor_generator import build_anchor_generator
 from ..box_coder import box_regression_loss, build_box_coder
-from ..dense_heads import build_rpn_head
+from ..dense_heads import RPN_HEAD_REGISTRY, StandardRPNHead, build_rpn_head  # noqa: F401 (detectron2's path)
 from ..matcher import build_matcher
 from ..sampling import subsample_labels
 from .build import PROPOSAL_GENERATOR_REGISTRY

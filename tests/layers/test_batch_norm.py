@@ -1,4 +1,4 @@
-"""Tests for detkit.layers.norms: norms by name, GN group choice, converting BN to frozen BN."""
+"""Tests for detkit.layers.batch_norm: norms by name, GN group choice, converting BN to frozen BN."""
 import pytest
 import torch
 from torch import nn
@@ -47,3 +47,25 @@ def test_convert_frozen_batchnorm_keeps_statistics():
     x = torch.full((1, 3, 1, 1), 3.0)
     torch.testing.assert_close(frozen(x).flatten(), torch.tensor([1.5, 4.0, 11.0]), rtol=1e-4, atol=1e-4)
     assert isinstance(convert_frozen_batchnorm(nn.BatchNorm2d(2)), FrozenBatchNorm2d)
+
+
+def test_frozen_batchnorm_classmethod_converts_in_place():
+    bn = nn.BatchNorm2d(2, eps=0.0)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([2., 1.]))
+        bn.bias.copy_(torch.tensor([1., -1.]))
+        bn.running_mean.copy_(torch.tensor([1., 0.]))
+        bn.running_var.copy_(torch.tensor([4., 1.]))
+    model = nn.Sequential(nn.Sequential(nn.Conv2d(2, 2, 1), bn), nn.ReLU())
+    out = FrozenBatchNorm2d.convert_frozen_batchnorm(model)
+    assert out is model  # a container is converted in place
+    frozen = model[0][1]
+    assert type(frozen) is FrozenBatchNorm2d and frozen.eps == 0.0
+    # y = (x - mean) / sqrt(var) * w + b; x = 5: (4 / 2) * 2 + 1 = 5 and (5 / 1) * 1 - 1 = 4.
+    assert frozen(torch.full((1, 2, 1, 1), 5.0)).flatten().tolist() == [5.0, 4.0]
+    assert sum(p.numel() for p in frozen.parameters()) == 0  # nothing left to train
+    assert set(frozen.state_dict()) == {"weight", "bias", "running_mean", "running_var"}
+    # A batch norm itself gives a new module; anything else comes back unchanged.
+    assert type(FrozenBatchNorm2d.convert_frozen_batchnorm(nn.SyncBatchNorm(3))) is FrozenBatchNorm2d
+    relu = nn.ReLU()
+    assert FrozenBatchNorm2d.convert_frozen_batchnorm(relu) is relu

@@ -4,7 +4,7 @@ from typing import Callable, Optional, Union
 
 import torch
 from torch import nn
-from torchvision.ops.misc import FrozenBatchNorm2d
+from torchvision.ops import misc as tv_misc
 
 __all__ = ["FrozenBatchNorm2d", "get_norm", "get_norm_layer", "convert_frozen_batchnorm", "group_norm_groups"]
 
@@ -54,27 +54,44 @@ def get_norm_layer(norm: str) -> Callable[[int], nn.Module]:
     return functools.partial(get_norm, norm)
 
 
-def convert_frozen_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every BatchNorm2d / SyncBatchNorm in ``module`` by a FrozenBatchNorm2d with its statistics.
+class FrozenBatchNorm2d(tv_misc.FrozenBatchNorm2d):
+    """BatchNorm2d with fixed statistics and affine parameters (buffers ``weight``, ``bias``,
+    ``running_mean``, ``running_var``): ``y = (x - mean) / sqrt(var + eps) * weight + bias``.
 
-    Args:
-        module: converted in place (children); if it is itself a batch norm, a new module is returned.
-
-    Returns:
-        The converted module.
+    torchvision's layer (same buffers, same state dicts), with detectron2's
+    ``FrozenBatchNorm2d.convert_frozen_batchnorm``.
     """
-    if isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
-        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
-        with torch.no_grad():
-            if module.affine:
-                frozen.weight.copy_(module.weight.detach())
-                frozen.bias.copy_(module.bias.detach())
-            if module.track_running_stats:
-                frozen.running_mean.copy_(module.running_mean)
-                frozen.running_var.copy_(module.running_var)
-        return frozen
-    for name, child in module.named_children():
-        new_child = convert_frozen_batchnorm(child)
-        if new_child is not child:
-            setattr(module, name, new_child)
-    return module
+
+    @classmethod
+    def convert_frozen_batchnorm(cls, module: nn.Module) -> nn.Module:
+        """Replace every BatchNorm2d / SyncBatchNorm in ``module`` by a FrozenBatchNorm2d with its statistics.
+
+        Args:
+            module: converted in place (children); if it is itself a batch norm, a new module is returned.
+
+        Returns:
+            The converted module.
+        """
+        if isinstance(module, (nn.BatchNorm2d, nn.SyncBatchNorm)):
+            ref = module.weight if module.affine else module.running_mean
+            frozen = cls(module.num_features, eps=module.eps)
+            if ref is not None:
+                frozen = frozen.to(ref.device)  # stays where the batch norm was
+            with torch.no_grad():
+                if module.affine:
+                    frozen.weight.copy_(module.weight.detach())
+                    frozen.bias.copy_(module.bias.detach())
+                if module.track_running_stats:
+                    frozen.running_mean.copy_(module.running_mean)
+                    frozen.running_var.copy_(module.running_var)
+            return frozen
+        for name, child in module.named_children():
+            new_child = cls.convert_frozen_batchnorm(child)
+            if new_child is not child:
+                setattr(module, name, new_child)
+        return module
+
+
+def convert_frozen_batchnorm(module: nn.Module) -> nn.Module:
+    """Same as ``FrozenBatchNorm2d.convert_frozen_batchnorm(module)``."""
+    return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
