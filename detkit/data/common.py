@@ -1,6 +1,5 @@
 """Dataset wrappers for loaders: serialized lists, per-sample seeded maps, worker sharding, aspect grouping."""
 import copy as copy_module
-import inspect
 import logging
 import pickle
 import random
@@ -64,21 +63,13 @@ def trivial_batch_collator(batch: List[Any]) -> List[Any]:
     return [x for x in batch if x is not None]
 
 
-def _accepts_rng(func: Callable) -> bool:
-    try:
-        return "rng" in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 class MapDataset(Dataset):
     """Apply ``mapper`` to items of ``dataset``; with a seed, each sample's randomness is fixed.
 
-    Items are requested by plain index, or (training) by ``(index, stream_position)``: the
-    mapper then gets ``rng=np.random.default_rng([seed, position])`` if it takes an ``rng``
-    argument; otherwise Python's, numpy's and torch's global generators are seeded from the
-    same pair for the call (and restored afterwards), so any mapper, e.g. one drawing its
-    augmentations from numpy's global RNG, is reproducible.
+    Items are requested by plain index, or (training) by ``(index, stream_position)``: Python's,
+    numpy's and torch's global generators are then seeded from ``(seed, position)`` for the
+    mapper's call (and restored afterwards), so any mapper drawing from them, e.g. detectron2-style
+    augmentations on numpy's global RNG, maps each stream position the same way in every run.
 
     A mapper may return ``None`` to skip an item (as in detectron2): the next dataset item
     (index + 1, + 2, ..., with the same seed) is mapped in its place. Given an
@@ -112,7 +103,6 @@ class MapDataset(Dataset):
         self.mapper = mapper
         self.seed = seed
         self.on_bad_image = on_bad_image
-        self._pass_rng = _accepts_rng(mapper)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -144,10 +134,7 @@ class MapDataset(Dataset):
         d = self.dataset[idx]
         if self.seed is None or position is None:
             return self.mapper(d)
-        rng = np.random.default_rng([self.seed, position])
-        if self._pass_rng:
-            return self.mapper(d, rng=rng)
-        return self._call_globally_seeded(d, rng)
+        return self._call_globally_seeded(d, np.random.default_rng([self.seed, position]))
 
     def _call_globally_seeded(self, d, rng: np.random.Generator):
         py_state, np_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()

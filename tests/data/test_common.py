@@ -23,31 +23,22 @@ def test_dataset_from_list_round_trips_and_copies():
     assert [plain[i] for i in range(5)] == items and plain[0] is not items[0]
 
 
-def test_map_dataset_passes_a_position_seeded_rng():
-    seen = []
-
-    def mapper(d, rng=None):
-        seen.append(rng)
-        return d["v"] + (float(rng.random()) if rng is not None else 0.0)
-
-    ds = MapDataset(DatasetFromList([{"v": 10}, {"v": 20}]), mapper, seed=5)
-    a, b = ds[(1, 7)], ds[(1, 7)]
-    assert a == b and 20 < a < 21 and isinstance(seen[-1], np.random.Generator)
-    assert ds[(0, 7)] - 10 == a - 20  # the draw depends on the stream position, not on the item
-    assert ds[(1, 8)] != a  # another stream position, another draw
-    assert MapDataset(DatasetFromList([{"v": 10}, {"v": 20}]), mapper, seed=6)[(1, 7)] != a  # another seed
-    assert ds[0] == 10 and seen[-1] is None  # plain indices (test loaders): no rng
-
-
-def test_map_dataset_seeds_and_restores_global_generators_for_plain_mappers():
+def test_map_dataset_seeds_and_restores_global_generators_per_position():
     def mapper(d):
-        return (random.random(), float(np.random.rand()), float(torch.rand(1)))
+        return (d["v"], random.random(), float(np.random.rand()), float(torch.rand(1)))
 
-    ds = MapDataset(DatasetFromList([{}]), mapper, seed=1)
+    items = DatasetFromList([{"v": 10}, {"v": 20}])
+    ds = MapDataset(items, mapper, seed=1)
     np.random.seed(0)
     before = np.random.get_state()[1].copy()
     assert ds[(0, 3)] == ds[(0, 3)] != ds[(0, 4)]
+    assert ds[(0, 3)][1:] == ds[(1, 3)][1:]  # the draws depend on the stream position, not on the item
+    assert MapDataset(items, mapper, seed=2)[(0, 3)] != ds[(0, 3)]  # another seed, other draws
     assert np.array_equal(np.random.get_state()[1], before)
+    np.random.seed(0)
+    expected = float(np.random.rand())
+    np.random.seed(0)
+    assert ds[0][2] == expected  # a plain index (test loaders) leaves the global generators as they are
 
 
 def test_instances_pickle_through_workers():
