@@ -65,8 +65,8 @@ class TrainDataLoader:
         """
         Args:
             dataset: the dataset dicts (a map-style dataset, e.g. ``DatasetFromList``).
-            mapper: dataset dict -> model input dict, drawing its randomness from the global generators, which are seeded per sample; ``None`` keeps
-                the dicts as they are.
+            mapper: dataset dict -> model input dict; its draws from the global generators are
+                seeded per sample. ``None`` keeps the dicts as they are.
             batch_size: images per batch on this process.
             seed: seed of the index stream and of every sample's augmentation.
             sampler: the index stream, a ``TrainingSampler`` (the default, shuffled) or a
