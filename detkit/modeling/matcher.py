@@ -6,13 +6,14 @@ Two matchers live here:
   semantics: each prediction takes the gt of highest quality, and the value of that quality picks
   its label from ``labels`` through the ``thresholds`` ranges. With ``allow_low_quality_matches``,
   every prediction that ties for the best quality of some gt is relabelled 1 (positive), so that
-  every gt gets at least one positive.
+  every gt gets at least one positive. It also takes a whole batch at once: (B, M, N) matrices
+  with the gt lists padded to M rows and a (B, M) mask of the real ones.
 * ``FCOSMatcher`` assigns FCOS locations to boxes: inside the box (or its centre region) and the
   box's size in that level's range; ties go to the smallest box. It works on all levels, boxes and
   images at once.
 """
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
@@ -20,7 +21,7 @@ from torch.nn.utils.rnn import pad_sequence
 from detkit.config import configurable
 from detkit.registry import Registry
 
-__all__ = ["MATCHER_REGISTRY", "Matcher", "FCOSMatcher", "build_matcher"]
+__all__ = ["MATCHER_REGISTRY", "Matcher", "FCOSMatcher", "build_matcher", "pad_boxes", "batched_pairwise_iou"]
 
 MATCHER_REGISTRY = Registry("MATCHER")
 MATCHER_REGISTRY.__doc__ = """Matchers: assign predictions to ground-truth boxes. Built by ``build_matcher``."""
@@ -68,42 +69,81 @@ class Matcher:
             "allow_low_quality_matches": True,
         }
 
-    def __call__(self, match_quality_matrix: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """
+    def __call__(self, match_quality_matrix: torch.Tensor,
+                 gt_valid: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Match one image's (M, N) matrix or a padded batch's (B, M, N) matrices in one call.
+
+        A batch gives, image by image, exactly what the 2-D call gives on that image's unpadded
+        (M_i, N) matrix: padded rows (``gt_valid`` False) never win a prediction nor mark low-quality
+        matches, and an image without valid rows gets matches 0 and label ``labels[0]``.
+
         Args:
-            match_quality_matrix: (M, N) quality (e.g. IoU) of every gt (rows) with every prediction.
+            match_quality_matrix: (M, N) quality (e.g. IoU) of every gt (rows) with every prediction,
+                or (B, M, N) for B images whose gt lists are padded to M rows.
+            gt_valid: optional (B, M) bool, False for padded gt rows (3-D input only); None means
+                every row is a real gt.
 
         Returns:
-            matches: (N,) int64, the index of the gt each prediction is matched to (0 when M == 0).
-            match_labels: (N,) int8, the label of each prediction's match.
+            matches: (N,) or (B, N) int64, the index of the gt each prediction is matched to (0 when
+                the image has no gt).
+            match_labels: (N,) or (B, N) int8, the label of each prediction's match.
         """
-        assert match_quality_matrix.dim() == 2, match_quality_matrix.shape
-        num_pred = match_quality_matrix.shape[1]
-        device = match_quality_matrix.device
-        if match_quality_matrix.numel() == 0:
-            matches = torch.zeros(num_pred, dtype=torch.int64, device=device)
-            match_labels = torch.full((num_pred,), self.labels[0], dtype=torch.int8, device=device)
-            return matches, match_labels
+        quality = match_quality_matrix
+        if quality.dim() == 2:
+            if gt_valid is not None:
+                raise ValueError("Matcher: gt_valid is for a padded (B, M, N) batch; a 2-D (M, N) matrix "
+                                 "has no padded rows.")
+            matches, match_labels = self._match_batch(quality[None], None)
+            return matches[0], match_labels[0]
+        if quality.dim() != 3:
+            raise ValueError(f"Matcher expects an (M, N) or (B, M, N) quality matrix, got shape {tuple(quality.shape)}.")
+        if gt_valid is not None and tuple(gt_valid.shape) != tuple(quality.shape[:2]):
+            raise ValueError(f"Matcher: gt_valid must have shape (B, M) = {tuple(quality.shape[:2])}, "
+                             f"got {tuple(gt_valid.shape)}.")
+        return self._match_batch(quality, gt_valid)
 
-        matched_vals, matches = match_quality_matrix.max(dim=0)  # (N,), (N,)
-        match_labels = torch.ones(num_pred, dtype=torch.int8, device=device)
+    def _match_batch(self, quality: torch.Tensor, gt_valid: Optional[torch.Tensor]
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, M, N) quality, optional (B, M) validity -> (B, N) matches and labels."""
+        num_images, num_gt, num_pred = quality.shape
+        device = quality.device
+        if num_gt == 0 or num_pred == 0:
+            matches = torch.zeros((num_images, num_pred), dtype=torch.int64, device=device)
+            match_labels = torch.full((num_images, num_pred), self.labels[0], dtype=torch.int8, device=device)
+            return matches, match_labels
+        if gt_valid is not None:
+            gt_valid = gt_valid.to(device=device, dtype=torch.bool)
+            # A padded row gets -inf: it can win a prediction only when the image has no real gt,
+            # and then the prediction's quality is -inf, in the first range (labels[0]), match 0.
+            quality = quality.masked_fill(~gt_valid[:, :, None], -math.inf)
+
+        matched_vals, matches = quality.max(dim=1)  # (B, N); ties go to the first gt
+        match_labels = torch.ones((num_images, num_pred), dtype=torch.int8, device=device)
         for label, low, high in zip(self.labels, self.thresholds[:-1], self.thresholds[1:]):
             in_range = (matched_vals >= low) & (matched_vals < high)
             match_labels[in_range] = label
 
         if self.allow_low_quality_matches:
-            self._set_low_quality_matches_(match_labels, match_quality_matrix)
+            self._set_low_quality_matches_(match_labels, quality, gt_valid)
         return matches, match_labels
 
     @staticmethod
-    def _set_low_quality_matches_(match_labels: torch.Tensor, match_quality_matrix: torch.Tensor) -> None:
-        """Label 1 every prediction that ties for the highest quality of some gt (in place).
+    def _set_low_quality_matches_(match_labels: torch.Tensor, quality: torch.Tensor,
+                                  gt_valid: Optional[torch.Tensor]) -> None:
+        """Label 1 every prediction that ties for the highest quality of some valid gt (in place).
 
         A gt whose best quality is 0 still marks all its zero-quality predictions, as in detectron2.
+
+        Args:
+            match_labels: (B, N) labels, updated in place.
+            quality: (B, M, N) quality matrices.
+            gt_valid: (B, M) bool or None (all valid).
         """
-        best_per_gt, _ = match_quality_matrix.max(dim=1)  # (M,)
-        _, pred_inds = torch.nonzero(match_quality_matrix == best_per_gt[:, None], as_tuple=True)
-        match_labels[pred_inds] = 1
+        best_per_gt = quality.max(dim=2, keepdim=True).values  # (B, M, 1)
+        ties = quality == best_per_gt  # (B, M, N)
+        if gt_valid is not None:
+            ties &= gt_valid[:, :, None]
+        match_labels[ties.any(dim=1)] = 1
 
 
 @MATCHER_REGISTRY.register()
@@ -205,6 +245,51 @@ class FCOSMatcher:
         min_area, matched = areas.min(dim=-1)  # (B, N)
         matched = torch.where(torch.isinf(min_area), torch.full_like(matched, -1), matched)
         return matched
+
+
+def pad_boxes(boxes: List[torch.Tensor], min_rows: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Stack per-image (M_i, 4) boxes into one zero-padded (B, M, 4) tensor.
+
+    Args:
+        boxes: per image, an (M_i, 4) tensor (all on one device, one dtype).
+        min_rows: M is at least this, so that indexing a padded row stays valid when every
+            image is empty.
+
+    Returns:
+        padded: (B, M, 4), M = max(min_rows, max M_i); padded rows are zeros.
+        valid: (B, M) bool, True for the real rows.
+    """
+    counts = torch.as_tensor([int(b.shape[0]) for b in boxes], dtype=torch.int64)
+    num_rows = max(min_rows, int(counts.max()) if len(boxes) else 0)
+    device = boxes[0].device if len(boxes) else None
+    padded = pad_sequence([b.reshape(-1, 4) for b in boxes], batch_first=True) if len(boxes) else torch.zeros(0, 0, 4)
+    if padded.shape[1] < num_rows:
+        padded = torch.cat([padded, padded.new_zeros(padded.shape[0], num_rows - padded.shape[1], 4)], dim=1)
+    valid = torch.arange(num_rows, device=device)[None, :] < counts.to(device)[:, None]
+    return padded, valid
+
+
+def batched_pairwise_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """(B, M, N) IoU of every XYXY box of ``boxes1[b]`` (B, M, 4) with every box of ``boxes2[b]``.
+
+    The arithmetic is ``torchvision.ops.box_iou``'s, element by element, so each (M, N) slice equals
+    ``pairwise_iou(boxes1[b], boxes2[b])`` bit for bit; as there, pairs of two empty boxes give 0.
+
+    Args:
+        boxes1: (B, M, 4).
+        boxes2: (B, N, 4), or (N, 4) shared by every image (e.g. anchors).
+    """
+    if boxes2.dim() == 2:
+        boxes2 = boxes2[None]
+    boxes1, boxes2 = (b if b.dtype in (torch.float32, torch.float64) else b.float() for b in (boxes1, boxes2))
+    area1 = (boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1])  # (B, M)
+    area2 = (boxes2[..., 2] - boxes2[..., 0]) * (boxes2[..., 3] - boxes2[..., 1])  # (B or 1, N)
+    lt = torch.max(boxes1[:, :, None, :2], boxes2[:, None, :, :2])  # (B, M, N, 2)
+    rb = torch.min(boxes1[:, :, None, 2:], boxes2[:, None, :, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]  # (B, M, N)
+    union = area1[:, :, None] + area2[:, None, :] - inter
+    return (inter / union).nan_to_num(nan=0.0)
 
 
 def build_matcher(cfg, name: str, **kwargs):
