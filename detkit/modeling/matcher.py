@@ -20,8 +20,9 @@ from torch.nn.utils.rnn import pad_sequence
 
 from detkit.config import configurable
 from detkit.registry import Registry
+from detkit.structures import pairwise_iou
 
-__all__ = ["MATCHER_REGISTRY", "Matcher", "FCOSMatcher", "build_matcher", "pad_boxes", "batched_pairwise_iou"]
+__all__ = ["MATCHER_REGISTRY", "Matcher", "FCOSMatcher", "build_matcher", "pad_boxes", "padded_pairwise_iou"]
 
 MATCHER_REGISTRY = Registry("MATCHER")
 MATCHER_REGISTRY.__doc__ = """Matchers: assign predictions to ground-truth boxes. Built by ``build_matcher``."""
@@ -29,7 +30,8 @@ MATCHER_REGISTRY.__doc__ = """Matchers: assign predictions to ground-truth boxes
 
 @MATCHER_REGISTRY.register()
 class Matcher:
-    """Match predictions to ground truth from an (M, N) quality matrix, as detectron2's Matcher.
+    """Match predictions to ground truth from an (M, N) quality matrix, as detectron2's Matcher, or
+    from a padded (B, M, N) batch of them in one call (same results, image by image).
 
     With ``thresholds=[0.3, 0.7]`` and ``labels=[0, -1, 1]``, a prediction whose best quality q is
     in [-inf, 0.3) is labelled 0 (negative), [0.3, 0.7) -1 (ignored), [0.7, inf) 1 (positive).
@@ -115,7 +117,7 @@ class Matcher:
             gt_valid = gt_valid.to(device=device, dtype=torch.bool)
             # A padded row gets -inf: it can win a prediction only when the image has no real gt,
             # and then the prediction's quality is -inf, in the first range (labels[0]), match 0.
-            quality = quality.masked_fill(~gt_valid[:, :, None], -math.inf)
+            quality = torch.where(gt_valid[:, :, None], quality, quality.new_tensor(-math.inf))
 
         matched_vals, matches = quality.max(dim=1)  # (B, N); ties go to the first gt
         match_labels = torch.ones((num_images, num_pred), dtype=torch.int8, device=device)
@@ -139,11 +141,11 @@ class Matcher:
             quality: (B, M, N) quality matrices.
             gt_valid: (B, M) bool or None (all valid).
         """
-        best_per_gt = quality.max(dim=2, keepdim=True).values  # (B, M, 1)
-        ties = quality == best_per_gt  # (B, M, N)
+        best_per_gt = quality.amax(dim=2, keepdim=True)  # (B, M, 1)
         if gt_valid is not None:
-            ties &= gt_valid[:, :, None]
-        match_labels[ties.any(dim=1)] = 1
+            # Padded rows are -inf; a best of +inf is tied by none of their predictions.
+            best_per_gt = best_per_gt.masked_fill(~gt_valid[:, :, None], math.inf)
+        match_labels[(quality == best_per_gt).any(dim=1)] = 1
 
 
 @MATCHER_REGISTRY.register()
@@ -269,27 +271,45 @@ def pad_boxes(boxes: List[torch.Tensor], min_rows: int = 1) -> Tuple[torch.Tenso
     return padded, valid
 
 
-def batched_pairwise_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """(B, M, N) IoU of every XYXY box of ``boxes1[b]`` (B, M, 4) with every box of ``boxes2[b]``.
+def padded_pairwise_iou(gt_boxes: List[torch.Tensor], boxes: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """IoU of every image's gt boxes with its predicted boxes, as one (B, M, N) padded batch.
 
-    The arithmetic is ``torchvision.ops.box_iou``'s, element by element, so each (M, N) slice equals
-    ``pairwise_iou(boxes1[b], boxes2[b])`` bit for bit; as there, pairs of two empty boxes give 0.
+    Only real (gt, box) pairs are computed, with ``torchvision.ops.box_iou``'s arithmetic element
+    by element: each image's (M_i, N) block equals ``pairwise_iou(gt_boxes[i], boxes_i)`` bit for
+    bit (pairs of two empty boxes give 0, as there). Padded rows hold -inf, a quality that never wins.
 
     Args:
-        boxes1: (B, M, 4).
-        boxes2: (B, N, 4), or (N, 4) shared by every image (e.g. anchors).
+        gt_boxes: per image, an (M_i, 4) XYXY tensor.
+        boxes: (N, 4) XYXY boxes shared by every image (anchors), or (B, N, 4) per image (padded
+            proposals; the IoU of padding boxes is computed but means nothing).
+
+    Returns:
+        quality: (B, M, N) float, M = max(1, max M_i).
+        gt_valid: (B, M) bool, True for the real gt rows (as :func:`pad_boxes` gives it).
     """
-    if boxes2.dim() == 2:
-        boxes2 = boxes2[None]
-    boxes1, boxes2 = (b if b.dtype in (torch.float32, torch.float64) else b.float() for b in (boxes1, boxes2))
-    area1 = (boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1])  # (B, M)
-    area2 = (boxes2[..., 2] - boxes2[..., 0]) * (boxes2[..., 3] - boxes2[..., 1])  # (B or 1, N)
-    lt = torch.max(boxes1[:, :, None, :2], boxes2[:, None, :, :2])  # (B, M, N, 2)
-    rb = torch.min(boxes1[:, :, None, 2:], boxes2[:, None, :, 2:])
-    wh = (rb - lt).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]  # (B, M, N)
-    union = area1[:, :, None] + area2[:, None, :] - inter
-    return (inter / union).nan_to_num(nan=0.0)
+    num_images = len(gt_boxes)
+    device = boxes.device
+    counts = [int(b.shape[0]) for b in gt_boxes]
+    num_rows = max([1] + counts)
+    gt_valid = torch.arange(num_rows, device=device)[None, :] < torch.as_tensor(counts, device=device)[:, None]
+    gt = torch.cat([b.reshape(-1, 4) for b in gt_boxes]).to(device)  # (G, 4), image after image
+    if boxes.dim() == 2:
+        iou = pairwise_iou(gt, boxes)  # (G, N)
+    else:
+        image_of_gt = torch.repeat_interleave(torch.arange(num_images, device=device),
+                                              torch.as_tensor(counts, device=device))  # (G,)
+        other = boxes[image_of_gt]  # (G, N, 4): each gt against its own image's boxes
+        gt, other = (b if b.dtype in (torch.float32, torch.float64) else b.float() for b in (gt[:, None, :], other))
+        area1 = (gt[..., 2] - gt[..., 0]) * (gt[..., 3] - gt[..., 1])  # (G, 1)
+        area2 = (other[..., 2] - other[..., 0]) * (other[..., 3] - other[..., 1])  # (G, N)
+        lt = torch.max(gt[..., :2], other[..., :2])  # (G, N, 2)
+        rb = torch.min(gt[..., 2:], other[..., 2:])
+        wh = (rb - lt).clamp(min=0)
+        inter = wh[..., 0] * wh[..., 1]  # (G, N)
+        iou = (inter / (area1 + area2 - inter)).nan_to_num(nan=0.0)  # (G, N)
+    rows = list(iou.split(counts)) + [iou.new_zeros(num_rows, iou.shape[1])]  # the last pads every image to M rows
+    quality = pad_sequence(rows, batch_first=True, padding_value=-math.inf)[:-1]  # (B, M, N)
+    return quality, gt_valid
 
 
 def build_matcher(cfg, name: str, **kwargs):

@@ -1,12 +1,14 @@
-"""Batched matching: Matcher on a padded (B, M, N) batch, pad_boxes, batched_pairwise_iou, and the
+"""Batched matching: Matcher on a padded (B, M, N) batch, pad_boxes, padded_pairwise_iou, and the
 RPN / RoI heads labelling that uses them, against hand-derived labels and the former per-image path."""
+import math
+
 import pytest
 import torch
 
 from detkit.layers import ShapeSpec
 from detkit.modeling.anchor_generator import DefaultAnchorGenerator
 from detkit.modeling.box_coder import Box2BoxTransform
-from detkit.modeling.matcher import Matcher, batched_pairwise_iou, pad_boxes
+from detkit.modeling.matcher import Matcher, pad_boxes, padded_pairwise_iou
 from detkit.modeling.poolers import ROIPooler
 from detkit.modeling.proposal_generator import RPN
 from detkit.modeling.proposal_generator.proposal_utils import add_ground_truth_to_proposals
@@ -120,7 +122,7 @@ def test_pad_boxes():
     assert padded.shape == (2, 1, 4) and valid.tolist() == [[False], [False]]
 
 
-def test_batched_pairwise_iou_equals_pairwise_iou_bit_for_bit():
+def test_padded_pairwise_iou_equals_pairwise_iou_bit_for_bit():
     g = torch.Generator().manual_seed(1)
 
     def rand_boxes(n):
@@ -129,19 +131,22 @@ def test_batched_pairwise_iou_equals_pairwise_iou_bit_for_bit():
 
     gts = [rand_boxes(3), torch.zeros(0, 4), rand_boxes(1)]
     preds = [rand_boxes(6), rand_boxes(2), torch.tensor([[0.0, 0, 0, 0], [1, 1, 1, 1]])]  # empty boxes too
-    gt_pad, _ = pad_boxes(gts)
     pred_pad, _ = pad_boxes(preds)
-    iou = batched_pairwise_iou(gt_pad, pred_pad)
-    assert iou.shape == (3, 3, 6)
+    iou, valid = padded_pairwise_iou(gts, pred_pad)
+    assert iou.shape == (3, 3, 6) and valid.tolist() == [[True] * 3, [False] * 3, [True, False, False]]
     for i, (gt, pred) in enumerate(zip(gts, preds)):
         assert torch.equal(iou[i, :len(gt), :len(pred)], pairwise_iou(gt, pred)), i
-    # Shared (N, 4) boxes (anchors); two empty boxes give 0, not NaN.
-    shared = batched_pairwise_iou(gt_pad, preds[0])
+        assert (iou[i, len(gt):] == -math.inf).all()  # padded rows never win
+    # Shared (N, 4) boxes (anchors).
+    shared, _ = padded_pairwise_iou(gts, preds[0])
     for i, gt in enumerate(gts):
         assert torch.equal(shared[i, :len(gt)], pairwise_iou(gt, preds[0]))
-    assert batched_pairwise_iou(torch.zeros(1, 1, 4), torch.zeros(2, 4)).tolist() == [[[0.0, 0.0]]]
+    # No gt anywhere: one padded row per image. Two empty boxes give 0, not NaN.
+    iou, valid = padded_pairwise_iou([torch.zeros(0, 4)] * 2, preds[0])
+    assert iou.shape == (2, 1, 6) and not valid.any()
+    assert padded_pairwise_iou([torch.zeros(1, 4)], torch.zeros(2, 4))[0].tolist() == [[[0.0, 0.0]]]
     # Hand case: (0, 0, 10, 10) and (5, 0, 15, 10) overlap 50 of 150.
-    assert batched_pairwise_iou(torch.tensor([[[0.0, 0, 10, 10]]]), torch.tensor([[5.0, 0, 15, 10]])).item() == \
+    assert padded_pairwise_iou([torch.tensor([[0.0, 0, 10, 10]])], torch.tensor([[5.0, 0, 15, 10]]))[0].item() == \
         pytest.approx(1 / 3)
 
 

@@ -14,7 +14,7 @@ from detkit.structures import Boxes, ImageList, Instances
 from ..anchor_generator import build_anchor_generator
 from ..box_coder import box_regression_loss, build_box_coder
 from ..dense_heads import build_rpn_head
-from ..matcher import batched_pairwise_iou, build_matcher, pad_boxes
+from ..matcher import build_matcher, pad_boxes, padded_pairwise_iou
 from ..sampling import subsample_labels
 from .build import PROPOSAL_GENERATOR_REGISTRY
 from .proposal_utils import find_top_rpn_proposals
@@ -128,10 +128,11 @@ class RPN(nn.Module):
         anchors = Boxes.cat(anchors)  # R anchors
         num_images, num_anchors = len(gt_instances), len(anchors)
         device = anchors.device
-        # Pad the gt lists to (B, M, 4) (at least one zero row, which images without gt match) and
-        # match the whole batch in one call on the (B, M, R) IoU.
-        gt_boxes, gt_valid = pad_boxes([x.gt_boxes.tensor.to(device) for x in gt_instances])
-        matched, labels = self.anchor_matcher(batched_pairwise_iou(gt_boxes, anchors.tensor), gt_valid)  # (B, R)
+        # One Matcher call on the whole batch's (B, M, R) IoU, gt lists padded to M rows (at least one:
+        # images without gt match row 0, a zero box).
+        gt_list = [x.gt_boxes.tensor.to(device) for x in gt_instances]
+        matched, labels = self.anchor_matcher(*padded_pairwise_iou(gt_list, anchors.tensor))  # (B, R) each
+        gt_boxes, _ = pad_boxes(gt_list)  # (B, M, 4)
         labels = labels.to(torch.int64)
 
         if self.anchor_boundary_thresh >= 0:

@@ -9,7 +9,7 @@ from detkit.config import configurable
 from detkit.layers import ShapeSpec, select_shapes
 from detkit.structures import Boxes, ImageList, Instances
 
-from ..matcher import batched_pairwise_iou, build_matcher, pad_boxes
+from ..matcher import build_matcher, pad_boxes, padded_pairwise_iou
 from ..poolers import ROIPooler
 from ..proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from ..sampling import subsample_labels
@@ -114,13 +114,14 @@ class StandardROIHeads(nn.Module):
             proposals = add_ground_truth_to_proposals([t.gt_boxes for t in targets], proposals)
         device = proposals[0].proposal_boxes.device
         counts = [len(p) for p in proposals]
-        # Pad the gt lists to (B, G, 4) (at least one zero row, which images without gt match) and the
-        # proposals to (B, P, 4); one IoU call and one Matcher call for the whole batch.
-        gt_boxes, gt_valid = pad_boxes([t.gt_boxes.tensor.to(device) for t in targets])
+        # One Matcher call on the whole batch's (B, G, P) IoU: gt lists padded to G rows (at least one:
+        # images without gt match row 0, a zero box of class K), proposals padded to P.
+        gt_list = [t.gt_boxes.tensor.to(device) for t in targets]
+        gt_boxes, gt_valid = pad_boxes(gt_list)  # (B, G, 4), (B, G)
         gt_classes = torch.full(gt_valid.shape, self.num_classes, dtype=torch.int64, device=device)  # (B, G)
         gt_classes[gt_valid] = torch.cat([t.gt_classes.to(device) for t in targets])
         prop_boxes, prop_valid = pad_boxes([p.proposal_boxes.tensor for p in proposals])  # (B, P, 4), (B, P)
-        matched, labels = self.proposal_matcher(batched_pairwise_iou(gt_boxes, prop_boxes), gt_valid)  # (B, P)
+        matched, labels = self.proposal_matcher(*padded_pairwise_iou(gt_list, prop_boxes))  # (B, P) each
         classes = gt_classes.gather(1, matched)  # (B, P)
         classes[labels == 0] = self.num_classes
         classes[labels == -1] = -1
