@@ -98,7 +98,8 @@ class Matcher:
             matches, match_labels = self._match_batch(quality[None], None)
             return matches[0], match_labels[0]
         if quality.dim() != 3:
-            raise ValueError(f"Matcher expects an (M, N) or (B, M, N) quality matrix, got shape {tuple(quality.shape)}.")
+            raise ValueError("Matcher expects an (M, N) or (B, M, N) quality matrix, "
+                             f"got shape {tuple(quality.shape)}.")
         if gt_valid is not None and tuple(gt_valid.shape) != tuple(quality.shape[:2]):
             raise ValueError(f"Matcher: gt_valid must have shape (B, M) = {tuple(quality.shape[:2])}, "
                              f"got {tuple(gt_valid.shape)}.")

@@ -150,7 +150,7 @@ def test_padded_pairwise_iou_equals_pairwise_iou_bit_for_bit():
         pytest.approx(1 / 3)
 
 
-# ----------------------------------------------------------------------------- RPN / RoI heads against the per-image path
+# ----------------------------------------------------------------------------- RPN / RoI heads vs the per-image path
 
 def _per_image_rpn_labels(rpn, anchors, gt_instances):
     """The RPN's labelling as it was before batched matching: one Matcher call per image."""

@@ -114,7 +114,8 @@ def test_giou_and_loss_weights_from_config():
     model = build_model(cfg)
     rpn, predictor = model.proposal_generator, model.roi_heads.box_predictor
     assert rpn.box_reg_loss_type == "giou" and predictor.box_reg_loss_type == "giou"
-    assert rpn.loss_weight == {"loss_rpn_cls": 0.5, "loss_rpn_loc": 1.0}  # detectron2: loc = BBOX_REG_LOSS_WEIGHT * LOSS_WEIGHT
+    # detectron2: the loc weight is BBOX_REG_LOSS_WEIGHT * LOSS_WEIGHT.
+    assert rpn.loss_weight == {"loss_rpn_cls": 0.5, "loss_rpn_loc": 1.0}
     assert predictor.loss_weight == {"loss_box_reg": 3.0}
     assert rpn.smooth_l1_beta == 0.25 and predictor.smooth_l1_beta == 0.5
     cfg.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE = "iou"
@@ -122,7 +123,7 @@ def test_giou_and_loss_weights_from_config():
         build_model(cfg)
 
 
-# ----------------------------------------------------------------------------- CLS_AGNOSTIC_BBOX_REG, sampling, proposals
+# ----------------------------------------------------------------------------- agnostic boxes, sampling, proposals
 
 def _rcnn_cfg(*overrides):
     cfg = get_cfg()
@@ -136,7 +137,8 @@ def _rcnn_cfg(*overrides):
 def _inputs():
     torch.manual_seed(0)
     out = []
-    for h, w, boxes, classes in [(64, 96, [[4, 4, 40, 30], [50, 10, 90, 60]], [0, 2]), (64, 64, [[10, 10, 50, 50]], [1])]:
+    specs = [(64, 96, [[4, 4, 40, 30], [50, 10, 90, 60]], [0, 2]), (64, 64, [[10, 10, 50, 50]], [1])]
+    for h, w, boxes, classes in specs:
         out.append({"image": torch.randint(0, 256, (3, h, w), dtype=torch.uint8), "height": h, "width": w,
                     "instances": Instances((h, w), gt_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32)),
                                            gt_classes=torch.tensor(classes))})
@@ -247,7 +249,8 @@ def test_gn_conv_head_trains_on_a_tiny_batch():
         jittered = gt.gt_boxes.tensor.repeat(4, 1) + torch.randint(-3, 4, (4 * len(gt), 4), generator=g)
         background = torch.tensor([[0.0, 40, 12, 60], [40, 40, 60, 62], [20, 0, 30, 8]])
         boxes = torch.cat([jittered, background])
-        proposals.append(Instances(gt.image_size, proposal_boxes=Boxes(boxes), objectness_logits=torch.zeros(len(boxes))))
+        proposals.append(Instances(gt.image_size, proposal_boxes=Boxes(boxes),
+                                   objectness_logits=torch.zeros(len(boxes))))
     optimizer = torch.optim.AdamW(heads.parameters(), lr=3e-3)
     head_losses = []
     for _ in range(20):
