@@ -156,7 +156,7 @@ _C.MODEL.RPN.IOU_LABELS = [0, -1, 1]
 _C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
 # Target fraction of positives among the sampled anchors.
 _C.MODEL.RPN.POSITIVE_FRACTION = 0.5
-# Box regression loss: "smooth_l1" or "l1".
+# Box regression loss: "smooth_l1" / "l1" (on deltas) or "giou" (on decoded boxes).
 _C.MODEL.RPN.BBOX_REG_LOSS_TYPE = "smooth_l1"
 # Weight of the box regression loss.
 _C.MODEL.RPN.BBOX_REG_LOSS_WEIGHT = 1.0
@@ -204,7 +204,7 @@ _C.MODEL.ROI_HEADS.BBOX_REG = True
 _C.MODEL.ROI_BOX_HEAD = CN()
 # Name of the box head: "FastRCNNConvFCHead".
 _C.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
-# Box regression loss: "smooth_l1" or "l1".
+# Box regression loss: "smooth_l1" / "l1" (on deltas) or "giou" (on decoded boxes).
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE = "smooth_l1"
 # Weight of the box regression loss.
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT = 1.0

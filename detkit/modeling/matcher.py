@@ -6,21 +6,23 @@ Two matchers live here:
   semantics: each prediction takes the gt of highest quality, and the value of that quality picks
   its label from ``labels`` through the ``thresholds`` ranges. With ``allow_low_quality_matches``,
   every prediction that ties for the best quality of some gt is relabelled 1 (positive), so that
-  every gt gets at least one positive.
+  every gt gets at least one positive. It also takes a whole batch at once: (B, M, N) matrices
+  with the gt lists padded to M rows and a (B, M) mask of the real ones.
 * ``FCOSMatcher`` assigns FCOS locations to boxes: inside the box (or its centre region) and the
   box's size in that level's range; ties go to the smallest box. It works on all levels, boxes and
   images at once.
 """
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
 from detkit.config import configurable
 from detkit.registry import Registry
+from detkit.structures import pairwise_iou
 
-__all__ = ["MATCHER_REGISTRY", "Matcher", "FCOSMatcher", "build_matcher"]
+__all__ = ["MATCHER_REGISTRY", "Matcher", "FCOSMatcher", "build_matcher", "pad_boxes", "padded_pairwise_iou"]
 
 MATCHER_REGISTRY = Registry("MATCHER")
 MATCHER_REGISTRY.__doc__ = """Matchers: assign predictions to ground-truth boxes. Built by ``build_matcher``."""
@@ -28,7 +30,8 @@ MATCHER_REGISTRY.__doc__ = """Matchers: assign predictions to ground-truth boxes
 
 @MATCHER_REGISTRY.register()
 class Matcher:
-    """Match predictions to ground truth from an (M, N) quality matrix, as detectron2's Matcher.
+    """Match predictions to ground truth from an (M, N) quality matrix, as detectron2's Matcher, or
+    from a padded (B, M, N) batch of them in one call (same results, image by image).
 
     With ``thresholds=[0.3, 0.7]`` and ``labels=[0, -1, 1]``, a prediction whose best quality q is
     in [-inf, 0.3) is labelled 0 (negative), [0.3, 0.7) -1 (ignored), [0.7, inf) 1 (positive).
@@ -68,42 +71,82 @@ class Matcher:
             "allow_low_quality_matches": True,
         }
 
-    def __call__(self, match_quality_matrix: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """
+    def __call__(self, match_quality_matrix: torch.Tensor,
+                 gt_valid: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Match one image's (M, N) matrix or a padded batch's (B, M, N) matrices in one call.
+
+        A batch gives, image by image, exactly what the 2-D call gives on that image's unpadded
+        (M_i, N) matrix: padded rows (``gt_valid`` False) never win a prediction nor mark low-quality
+        matches, and an image without valid rows gets matches 0 and label ``labels[0]``.
+
         Args:
-            match_quality_matrix: (M, N) quality (e.g. IoU) of every gt (rows) with every prediction.
+            match_quality_matrix: (M, N) quality (e.g. IoU) of every gt (rows) with every prediction,
+                or (B, M, N) for B images whose gt lists are padded to M rows.
+            gt_valid: optional (B, M) bool, False for padded gt rows (3-D input only); None means
+                every row is a real gt.
 
         Returns:
-            matches: (N,) int64, the index of the gt each prediction is matched to (0 when M == 0).
-            match_labels: (N,) int8, the label of each prediction's match.
+            matches: (N,) or (B, N) int64, the index of the gt each prediction is matched to (0 when
+                the image has no gt).
+            match_labels: (N,) or (B, N) int8, the label of each prediction's match.
         """
-        assert match_quality_matrix.dim() == 2, match_quality_matrix.shape
-        num_pred = match_quality_matrix.shape[1]
-        device = match_quality_matrix.device
-        if match_quality_matrix.numel() == 0:
-            matches = torch.zeros(num_pred, dtype=torch.int64, device=device)
-            match_labels = torch.full((num_pred,), self.labels[0], dtype=torch.int8, device=device)
-            return matches, match_labels
+        quality = match_quality_matrix
+        if quality.dim() == 2:
+            if gt_valid is not None:
+                raise ValueError("Matcher: gt_valid is for a padded (B, M, N) batch; a 2-D (M, N) matrix "
+                                 "has no padded rows.")
+            matches, match_labels = self._match_batch(quality[None], None)
+            return matches[0], match_labels[0]
+        if quality.dim() != 3:
+            raise ValueError("Matcher expects an (M, N) or (B, M, N) quality matrix, "
+                             f"got shape {tuple(quality.shape)}.")
+        if gt_valid is not None and tuple(gt_valid.shape) != tuple(quality.shape[:2]):
+            raise ValueError(f"Matcher: gt_valid must have shape (B, M) = {tuple(quality.shape[:2])}, "
+                             f"got {tuple(gt_valid.shape)}.")
+        return self._match_batch(quality, gt_valid)
 
-        matched_vals, matches = match_quality_matrix.max(dim=0)  # (N,), (N,)
-        match_labels = torch.ones(num_pred, dtype=torch.int8, device=device)
+    def _match_batch(self, quality: torch.Tensor, gt_valid: Optional[torch.Tensor]
+                     ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(B, M, N) quality, optional (B, M) validity -> (B, N) matches and labels."""
+        num_images, num_gt, num_pred = quality.shape
+        device = quality.device
+        if num_gt == 0 or num_pred == 0:
+            matches = torch.zeros((num_images, num_pred), dtype=torch.int64, device=device)
+            match_labels = torch.full((num_images, num_pred), self.labels[0], dtype=torch.int8, device=device)
+            return matches, match_labels
+        if gt_valid is not None:
+            gt_valid = gt_valid.to(device=device, dtype=torch.bool)
+            # A padded row gets -inf: it can win a prediction only when the image has no real gt,
+            # and then the prediction's quality is -inf, in the first range (labels[0]), match 0.
+            quality = torch.where(gt_valid[:, :, None], quality, quality.new_tensor(-math.inf))
+
+        matched_vals, matches = quality.max(dim=1)  # (B, N); ties go to the first gt
+        match_labels = torch.ones((num_images, num_pred), dtype=torch.int8, device=device)
         for label, low, high in zip(self.labels, self.thresholds[:-1], self.thresholds[1:]):
             in_range = (matched_vals >= low) & (matched_vals < high)
             match_labels[in_range] = label
 
         if self.allow_low_quality_matches:
-            self._set_low_quality_matches_(match_labels, match_quality_matrix)
+            self._set_low_quality_matches_(match_labels, quality, gt_valid)
         return matches, match_labels
 
     @staticmethod
-    def _set_low_quality_matches_(match_labels: torch.Tensor, match_quality_matrix: torch.Tensor) -> None:
-        """Label 1 every prediction that ties for the highest quality of some gt (in place).
+    def _set_low_quality_matches_(match_labels: torch.Tensor, quality: torch.Tensor,
+                                  gt_valid: Optional[torch.Tensor]) -> None:
+        """Label 1 every prediction that ties for the highest quality of some valid gt (in place).
 
         A gt whose best quality is 0 still marks all its zero-quality predictions, as in detectron2.
+
+        Args:
+            match_labels: (B, N) labels, updated in place.
+            quality: (B, M, N) quality matrices.
+            gt_valid: (B, M) bool or None (all valid).
         """
-        best_per_gt, _ = match_quality_matrix.max(dim=1)  # (M,)
-        _, pred_inds = torch.nonzero(match_quality_matrix == best_per_gt[:, None], as_tuple=True)
-        match_labels[pred_inds] = 1
+        best_per_gt = quality.amax(dim=2, keepdim=True)  # (B, M, 1)
+        if gt_valid is not None:
+            # Padded rows are -inf; a best of +inf is tied by none of their predictions.
+            best_per_gt = best_per_gt.masked_fill(~gt_valid[:, :, None], math.inf)
+        match_labels[(quality == best_per_gt).any(dim=1)] = 1
 
 
 @MATCHER_REGISTRY.register()
@@ -205,6 +248,69 @@ class FCOSMatcher:
         min_area, matched = areas.min(dim=-1)  # (B, N)
         matched = torch.where(torch.isinf(min_area), torch.full_like(matched, -1), matched)
         return matched
+
+
+def pad_boxes(boxes: List[torch.Tensor], min_rows: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Stack per-image (M_i, 4) boxes into one zero-padded (B, M, 4) tensor.
+
+    Args:
+        boxes: per image, an (M_i, 4) tensor (all on one device, one dtype).
+        min_rows: M is at least this, so that indexing a padded row stays valid when every
+            image is empty.
+
+    Returns:
+        padded: (B, M, 4), M = max(min_rows, max M_i); padded rows are zeros.
+        valid: (B, M) bool, True for the real rows.
+    """
+    counts = torch.as_tensor([int(b.shape[0]) for b in boxes], dtype=torch.int64)
+    num_rows = max(min_rows, int(counts.max()) if len(boxes) else 0)
+    device = boxes[0].device if len(boxes) else None
+    padded = pad_sequence([b.reshape(-1, 4) for b in boxes], batch_first=True) if len(boxes) else torch.zeros(0, 0, 4)
+    if padded.shape[1] < num_rows:
+        padded = torch.cat([padded, padded.new_zeros(padded.shape[0], num_rows - padded.shape[1], 4)], dim=1)
+    valid = torch.arange(num_rows, device=device)[None, :] < counts.to(device)[:, None]
+    return padded, valid
+
+
+def padded_pairwise_iou(gt_boxes: List[torch.Tensor], boxes: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """IoU of every image's gt boxes with its predicted boxes, as one (B, M, N) padded batch.
+
+    Only real (gt, box) pairs are computed, with ``torchvision.ops.box_iou``'s arithmetic element
+    by element: each image's (M_i, N) block equals ``pairwise_iou(gt_boxes[i], boxes_i)`` bit for
+    bit (pairs of two empty boxes give 0, as there). Padded rows hold -inf, a quality that never wins.
+
+    Args:
+        gt_boxes: per image, an (M_i, 4) XYXY tensor.
+        boxes: (N, 4) XYXY boxes shared by every image (anchors), or (B, N, 4) per image (padded
+            proposals; the IoU of padding boxes is computed but means nothing).
+
+    Returns:
+        quality: (B, M, N) float, M = max(1, max M_i).
+        gt_valid: (B, M) bool, True for the real gt rows (as :func:`pad_boxes` gives it).
+    """
+    num_images = len(gt_boxes)
+    device = boxes.device
+    counts = [int(b.shape[0]) for b in gt_boxes]
+    num_rows = max([1] + counts)
+    gt_valid = torch.arange(num_rows, device=device)[None, :] < torch.as_tensor(counts, device=device)[:, None]
+    gt = torch.cat([b.reshape(-1, 4) for b in gt_boxes]).to(device)  # (G, 4), image after image
+    if boxes.dim() == 2:
+        iou = pairwise_iou(gt, boxes)  # (G, N)
+    else:
+        image_of_gt = torch.repeat_interleave(torch.arange(num_images, device=device),
+                                              torch.as_tensor(counts, device=device))  # (G,)
+        other = boxes[image_of_gt]  # (G, N, 4): each gt against its own image's boxes
+        gt, other = (b if b.dtype in (torch.float32, torch.float64) else b.float() for b in (gt[:, None, :], other))
+        area1 = (gt[..., 2] - gt[..., 0]) * (gt[..., 3] - gt[..., 1])  # (G, 1)
+        area2 = (other[..., 2] - other[..., 0]) * (other[..., 3] - other[..., 1])  # (G, N)
+        lt = torch.max(gt[..., :2], other[..., :2])  # (G, N, 2)
+        rb = torch.min(gt[..., 2:], other[..., 2:])
+        wh = (rb - lt).clamp(min=0)
+        inter = wh[..., 0] * wh[..., 1]  # (G, N)
+        iou = (inter / (area1 + area2 - inter)).nan_to_num(nan=0.0)  # (G, N)
+    rows = list(iou.split(counts)) + [iou.new_zeros(num_rows, iou.shape[1])]  # the last pads every image to M rows
+    quality = pad_sequence(rows, batch_first=True, padding_value=-math.inf)[:-1]  # (B, M, N)
+    return quality, gt_valid
 
 
 def build_matcher(cfg, name: str, **kwargs):

@@ -175,8 +175,8 @@ def test_rpn_smooth_l1_and_loss_weights():
     assert float(losses["loss_rpn_cls"].detach()) == pytest.approx(2 * math.log(2), rel=1e-5)
     expected_loc = (0.25 ** 2 / 2 + math.log(1.5) ** 2 / 2) / 8 * 3
     assert float(losses["loss_rpn_loc"].detach()) == pytest.approx(expected_loc, rel=1e-5)
-    with pytest.raises(ValueError, match=r"giou.*BBOX_REG_LOSS_TYPE"):
-        _rpn(box_reg_loss_type="giou")
+    with pytest.raises(ValueError, match=r"'diou'.*MODEL.RPN.BBOX_REG_LOSS_TYPE"):
+        _rpn(box_reg_loss_type="diou")
 
 
 def test_rpn_training_requires_ground_truth():

@@ -5,15 +5,16 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import generalized_box_iou_loss
 
 from detkit.config import configurable
 from detkit.layers import ShapeSpec, select_shapes
-from detkit.structures import Boxes, ImageList, Instances, pairwise_iou
+from detkit.structures import Boxes, ImageList, Instances
 
 from ..anchor_generator import build_anchor_generator
 from ..box_coder import box_regression_loss, build_box_coder
 from ..dense_heads import RPN_HEAD_REGISTRY, StandardRPNHead, build_rpn_head  # noqa: F401 (detectron2's path)
-from ..matcher import build_matcher
+from ..matcher import build_matcher, pad_boxes, padded_pairwise_iou
 from ..sampling import subsample_labels
 from .build import PROPOSAL_GENERATOR_REGISTRY
 from .proposal_utils import find_top_rpn_proposals
@@ -21,6 +22,9 @@ from .proposal_utils import find_top_rpn_proposals
 __all__ = ["RPN"]
 
 logger = logging.getLogger(__name__)
+
+# Box losses of the RPN and the RoI box head (MODEL.RPN / MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE).
+BOX_REG_LOSS_TYPES = ("smooth_l1", "l1", "giou")
 
 
 @PROPOSAL_GENERATOR_REGISTRY.register()
@@ -57,13 +61,14 @@ class RPN(nn.Module):
             anchor_boundary_thresh: anchors reaching more than this outside the image are ignored
                 in training; negative keeps all.
             loss_weight: weight of both losses, or a dict {"loss_rpn_cls": w1, "loss_rpn_loc": w2}.
-            box_reg_loss_type: "smooth_l1" or "l1".
+            box_reg_loss_type: "smooth_l1" or "l1" on the deltas, or "giou" (1 - generalized IoU of
+                the decoded box with its gt box), as detectron2's ``_dense_box_regression_loss``.
             smooth_l1_beta: smooth-L1 beta; 0 gives L1.
         """
         super().__init__()
-        if box_reg_loss_type not in ("smooth_l1", "l1"):
+        if box_reg_loss_type not in BOX_REG_LOSS_TYPES:
             raise ValueError(f"Unknown RPN box loss type '{box_reg_loss_type}' (MODEL.RPN.BBOX_REG_LOSS_TYPE); "
-                             "use 'smooth_l1' or 'l1'.")
+                             f"use one of {BOX_REG_LOSS_TYPES}.")
         self.in_features = list(in_features)
         self.rpn_head = head
         self.anchor_generator = anchor_generator
@@ -123,20 +128,12 @@ class RPN(nn.Module):
         anchors = Boxes.cat(anchors)  # R anchors
         num_images, num_anchors = len(gt_instances), len(anchors)
         device = anchors.device
-        gt_boxes = [x.gt_boxes.tensor.to(device) for x in gt_instances]
-        counts = [len(b) for b in gt_boxes]
-        all_gt = torch.cat(gt_boxes + [anchors.tensor.new_zeros((1, 4))])  # (G + 1, 4); the last is a dummy
-        # One IoU call for the whole batch (G, R), split back per image for the per-image Matcher.
-        ious = pairwise_iou(all_gt[:-1], anchors).split(counts)
-        labels, matched = [], []
-        offset = 0
-        for iou, count in zip(ious, counts):
-            idx, lab = self.anchor_matcher(iou)  # (R,), (R,)
-            matched.append(idx + offset if count else torch.full_like(idx, len(all_gt) - 1))
-            labels.append(lab.to(torch.int64))
-            offset += count
-        labels = torch.stack(labels)  # (B, R)
-        matched = torch.stack(matched)  # (B, R) index into all_gt
+        # One Matcher call on the whole batch's (B, M, R) IoU, gt lists padded to M rows (at least one:
+        # images without gt match row 0, a zero box).
+        gt_list = [x.gt_boxes.tensor.to(device) for x in gt_instances]
+        matched, labels = self.anchor_matcher(*padded_pairwise_iou(gt_list, anchors.tensor))  # (B, R) each
+        gt_boxes, _ = pad_boxes(gt_list)  # (B, M, 4)
+        labels = labels.to(torch.int64)
 
         if self.anchor_boundary_thresh >= 0:
             sizes = torch.as_tensor([x.image_size for x in gt_instances], device=device, dtype=torch.float32)
@@ -152,7 +149,8 @@ class RPN(nn.Module):
         sampled = torch.full((num_images * num_anchors,), -1, dtype=torch.int64, device=device)
         sampled[pos] = 1
         sampled[neg] = 0
-        return sampled.view(num_images, num_anchors), all_gt[matched]
+        matched_gt_boxes = gt_boxes.gather(1, matched[:, :, None].expand(-1, -1, 4))  # (B, R, 4)
+        return sampled.view(num_images, num_anchors), matched_gt_boxes
 
     def losses(self, anchors: List[Boxes], pred_objectness_logits: List[torch.Tensor], gt_labels: torch.Tensor,
                pred_anchor_deltas: List[torch.Tensor], gt_boxes: torch.Tensor) -> Dict[str, torch.Tensor]:
@@ -176,8 +174,13 @@ class RPN(nn.Module):
 
         pos = gt_labels == 1  # (B, R)
         anchor_idx = pos.nonzero()[:, 1]  # (P,)
-        gt_deltas = self.box2box_transform.get_deltas(anchors[anchor_idx], gt_boxes[pos])  # (P, 4)
-        loss_loc = box_regression_loss(deltas[pos].float(), gt_deltas, self.box_reg_loss_type, self.smooth_l1_beta)
+        if self.box_reg_loss_type == "giou":
+            pred_boxes = self.box2box_transform.apply_deltas(deltas[pos], anchors[anchor_idx])  # (P, 4) float32
+            loss_loc = generalized_box_iou_loss(pred_boxes, gt_boxes[pos].float(), reduction="sum")
+        else:
+            gt_deltas = self.box2box_transform.get_deltas(anchors[anchor_idx], gt_boxes[pos])  # (P, 4)
+            loss_loc = box_regression_loss(deltas[pos].float(), gt_deltas, self.box_reg_loss_type,
+                                           self.smooth_l1_beta)
         valid = gt_labels >= 0
         loss_cls = F.binary_cross_entropy_with_logits(logits[valid].float(), gt_labels[valid].float(), reduction="sum")
         normalizer = self.batch_size_per_image * num_images

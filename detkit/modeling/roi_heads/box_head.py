@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from detkit.config import configurable
-from detkit.layers import ShapeSpec
+from detkit.layers import ShapeSpec, get_norm
+from detkit.layers.norms import NORM_NAMES
 from detkit.registry import Registry
 
 __all__ = ["ROI_BOX_HEAD_REGISTRY", "FastRCNNConvFCHead", "build_box_head"]
@@ -16,7 +17,12 @@ ROI_BOX_HEAD_REGISTRY.__doc__ = """Box heads over pooled RoI features; called as
 
 @ROI_BOX_HEAD_REGISTRY.register()
 class FastRCNNConvFCHead(nn.Sequential):
-    """``len(conv_dims)`` 3x3 convs, then ``len(fc_dims)`` fully connected layers, each followed by ReLU."""
+    """``len(conv_dims)`` 3x3 convs, then ``len(fc_dims)`` fully connected layers, each followed by ReLU.
+
+    As detectron2's: a conv followed by a norm has no bias; convs start from He (fan-out) init,
+    FC layers from detectron2's ``c2_xavier_fill``, biases 0. ``NUM_CONV 4, NUM_FC 1, NORM "GN"``
+    is detectron2's "4conv1fc" GN head.
+    """
 
     @configurable
     def __init__(self, input_shape: ShapeSpec, *, conv_dims: Sequence[int], fc_dims: Sequence[int],
@@ -33,13 +39,12 @@ class FastRCNNConvFCHead(nn.Sequential):
         if not conv_dims and not fc_dims:
             raise ValueError("FastRCNNConvFCHead needs at least one conv or FC layer "
                              "(MODEL.ROI_BOX_HEAD.NUM_CONV + NUM_FC > 0).")
+        if isinstance(conv_norm, str) and conv_norm not in NORM_NAMES:
+            raise ValueError(f"Unknown box head norm {conv_norm!r} (MODEL.ROI_BOX_HEAD.NORM); use one of "
+                             f"{', '.join(repr(n) for n in NORM_NAMES)}.")
         self._output_size = (input_shape.channels, input_shape.height or 1, input_shape.width or 1)
         for k, dim in enumerate(conv_dims):
-            norm = None
-            if conv_norm:
-                from detkit.layers import get_norm
-
-                norm = get_norm(conv_norm, dim)
+            norm = get_norm(conv_norm, dim)
             self.add_module(f"conv{k + 1}", nn.Conv2d(self._output_size[0], dim, 3, padding=1, bias=norm is None))
             if norm is not None:
                 self.add_module(f"conv{k + 1}_norm", norm)

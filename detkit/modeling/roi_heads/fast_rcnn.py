@@ -4,6 +4,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.ops import generalized_box_iou_loss
 
 from detkit.config import configurable
 from detkit.layers import ShapeSpec, batched_nms_parallel
@@ -11,6 +12,7 @@ from detkit.structures import Boxes, Instances
 
 from ..box_coder import box_regression_loss, build_box_coder
 from ..proposal_generator.proposal_utils import topk_per_image
+from ..proposal_generator.rpn import BOX_REG_LOSS_TYPES
 
 __all__ = ["FastRCNNOutputLayers", "fast_rcnn_inference"]
 
@@ -77,14 +79,15 @@ class FastRCNNOutputLayers(nn.Module):
             test_topk_per_image: detections kept per image.
             cls_agnostic_bbox_reg: one box per RoI instead of one per class.
             smooth_l1_beta: smooth-L1 beta; 0 gives L1.
-            box_reg_loss_type: "smooth_l1" or "l1".
+            box_reg_loss_type: "smooth_l1" or "l1" on the deltas, or "giou" (1 - generalized IoU of
+                the decoded box with its gt box), as detectron2's ``FastRCNNOutputLayers.box_reg_loss``.
             loss_weight: weight of both losses, or a dict {"loss_cls": w1, "loss_box_reg": w2}.
             bbox_reg: False predicts no deltas: detections are the proposals themselves.
         """
         super().__init__()
-        if box_reg_loss_type not in ("smooth_l1", "l1"):
+        if box_reg_loss_type not in BOX_REG_LOSS_TYPES:
             raise ValueError(f"Unknown box loss type '{box_reg_loss_type}' (MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE); "
-                             "use 'smooth_l1' or 'l1'.")
+                             f"use one of {BOX_REG_LOSS_TYPES}.")
         input_size = (input_shape.channels or 1) * (input_shape.width or 1) * (input_shape.height or 1)
         self.num_classes = num_classes
         self.cls_score = nn.Linear(input_size, num_classes + 1)
@@ -155,8 +158,13 @@ class FastRCNNOutputLayers(nn.Module):
                 fg_deltas = deltas[fg]  # (F, 4)
             else:
                 fg_deltas = deltas.view(-1, self.num_classes, 4)[fg, gt_classes[fg]]  # (F, 4)
-            gt_deltas = self.box2box_transform.get_deltas(proposal_boxes[fg], gt_boxes[fg])  # (F, 4)
-            loss = box_regression_loss(fg_deltas.float(), gt_deltas, self.box_reg_loss_type, self.smooth_l1_beta)
+            if self.box_reg_loss_type == "giou":
+                fg_boxes = self.box2box_transform.apply_deltas(fg_deltas, proposal_boxes[fg])  # (F, 4) float32
+                loss = generalized_box_iou_loss(fg_boxes, gt_boxes[fg].float(), reduction="sum")
+            else:
+                gt_deltas = self.box2box_transform.get_deltas(proposal_boxes[fg], gt_boxes[fg])  # (F, 4)
+                loss = box_regression_loss(fg_deltas.float(), gt_deltas, self.box_reg_loss_type,
+                                           self.smooth_l1_beta)
             losses["loss_box_reg"] = loss / max(gt_classes.numel(), 1)
         return {k: v * self.loss_weight.get(k, 1.0) for k, v in losses.items()}
 

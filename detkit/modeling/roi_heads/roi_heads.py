@@ -7,9 +7,9 @@ from torch import nn
 
 from detkit.config import configurable
 from detkit.layers import ShapeSpec, select_shapes
-from detkit.structures import Boxes, ImageList, Instances, pairwise_iou
+from detkit.structures import Boxes, ImageList, Instances
 
-from ..matcher import build_matcher
+from ..matcher import build_matcher, pad_boxes, padded_pairwise_iou
 from ..poolers import ROIPooler
 from ..proposal_generator.proposal_utils import add_ground_truth_to_proposals
 from ..sampling import subsample_labels
@@ -114,23 +114,19 @@ class StandardROIHeads(nn.Module):
             proposals = add_ground_truth_to_proposals([t.gt_boxes for t in targets], proposals)
         device = proposals[0].proposal_boxes.device
         counts = [len(p) for p in proposals]
-        gt_boxes = torch.cat([t.gt_boxes.tensor.to(device) for t in targets] + [torch.zeros(1, 4, device=device)])
-        gt_classes = torch.cat([t.gt_classes.to(device) for t in targets]
-                               + [torch.full((1,), self.num_classes, dtype=torch.int64, device=device)])
-        dummy = len(gt_boxes) - 1  # the index that images without ground truth match
-
-        # The Matcher works on one image's (G, P) IoU matrix; everything after it runs on the whole batch.
-        matched, labels, offset = [], [], 0
-        for props, tgt in zip(proposals, targets):
-            idx, lab = self.proposal_matcher(pairwise_iou(tgt.gt_boxes.to(device), props.proposal_boxes))
-            matched.append(idx + offset if len(tgt) else torch.full_like(idx, dummy))
-            labels.append(lab)
-            offset += len(tgt)
-        matched = torch.cat(matched)  # (M,) index into gt_boxes
-        labels = torch.cat(labels)  # (M,)
-        classes = gt_classes[matched]  # (M,)
+        # One Matcher call on the whole batch's (B, G, P) IoU: gt lists padded to G rows (at least one:
+        # images without gt match row 0, a zero box of class K), proposals padded to P.
+        gt_list = [t.gt_boxes.tensor.to(device) for t in targets]
+        gt_boxes, gt_valid = pad_boxes(gt_list)  # (B, G, 4), (B, G)
+        gt_classes = torch.full(gt_valid.shape, self.num_classes, dtype=torch.int64, device=device)  # (B, G)
+        gt_classes[gt_valid] = torch.cat([t.gt_classes.to(device) for t in targets])
+        prop_boxes, prop_valid = pad_boxes([p.proposal_boxes.tensor for p in proposals])  # (B, P, 4), (B, P)
+        matched, labels = self.proposal_matcher(*padded_pairwise_iou(gt_list, prop_boxes))  # (B, P) each
+        classes = gt_classes.gather(1, matched)  # (B, P)
         classes[labels == 0] = self.num_classes
         classes[labels == -1] = -1
+        matched_boxes = gt_boxes.gather(1, matched[:, :, None].expand(-1, -1, 4))[prop_valid]  # (M, 4)
+        classes = classes[prop_valid]  # (M,), image after image, as the proposals
 
         image_ids = torch.repeat_interleave(torch.arange(len(proposals), device=device),
                                             torch.as_tensor(counts, device=device))  # (M,)
@@ -144,7 +140,7 @@ class StandardROIHeads(nn.Module):
         for i, (props, idx) in enumerate(zip(proposals, sampled.split(per_image))):
             inst = props[idx - starts[i]]
             inst.gt_classes = classes[idx]
-            inst.gt_boxes = Boxes(gt_boxes[matched[idx]])
+            inst.gt_boxes = Boxes(matched_boxes[idx])
             out.append(inst)
         return out
 
