@@ -6,7 +6,7 @@ from torch import nn
 
 from detkit.config import configurable
 from detkit.layers import ShapeSpec, get_norm
-from detkit.layers.norms import NORM_NAMES
+from detkit.layers.batch_norm import NORM_NAMES
 from detkit.registry import Registry
 
 __all__ = ["ROI_BOX_HEAD_REGISTRY", "FastRCNNConvFCHead", "build_box_head"]
