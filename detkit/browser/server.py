@@ -70,6 +70,9 @@ class BrowserServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # Never wait for request threads on close: a keep-alive connection idles in its handler until
+    # the browser drops it, and Ctrl-C must stop the server at once.
+    block_on_close = False
 
     def __init__(self, address: Tuple[str, int], index: BrowserIndex, thumb_size: int = 256,
                  thumb_cache_bytes: int = 64 << 20):

@@ -74,8 +74,12 @@ def test_bad_arguments_are_named(run_dir, tmp_path):
 def test_browse_tool_serves_a_run_folder(tmp_path):
     run = write_toy_run(str(tmp_path), dataset_name="browser_toy_tool")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    # Ctrl-C as in a terminal: the tool starts with SIGINT's default action even when this run
+    # inherited it ignored (a suite started in the background with `&` does), where Python would
+    # never raise KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, os.path.join(REPO, "tools", "browse.py"), run, "--port", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         url, lines, deadline = None, [], time.monotonic() + 120
         while url is None and time.monotonic() < deadline and proc.poll() is None:
@@ -91,7 +95,12 @@ def test_browse_tool_serves_a_run_folder(tmp_path):
         assert summary["ap"]["per_class"]["bird"] == 0.0
     finally:
         proc.send_signal(signal.SIGINT)
-        out = proc.communicate(timeout=60)[0]
+        try:
+            out = proc.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out = proc.communicate()[0]
+            pytest.fail("browse.py did not stop within 60 s of Ctrl-C; its output:\n" + "".join(lines) + out)
     assert proc.returncode == 0 and "Stopped." in out and "Traceback" not in out
 
 
