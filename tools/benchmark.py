@@ -22,7 +22,7 @@ from detkit.benchmark import TASKS, compare_speed, comparison_cfg, describe_mode
 from detkit.benchmark.compare import MODES
 from detkit.engine import config_argument_parser, setup_cfg
 from detkit.utils.collect_env import collect_env_info
-from detkit.utils.env import cpu_flags, seed_all_rng
+from detkit.utils.env import describe_cpu_flags, seed_all_rng
 from detkit.utils.logger import setup_logger
 
 
@@ -54,7 +54,7 @@ def main(argv=None) -> int:
         cfg = comparison_cfg(args, args.image_size)
         print(f"detkit vs torchvision: {args.config_file} ({cfg.MODEL.META_ARCHITECTURE}), {args.image_size} px, "
               f"{args.threads} threads, torch {torch.__version__}, {platform.machine()} CPU flags: "
-              f"{', '.join(cpu_flags()) or 'unknown'}")
+              f"{describe_cpu_flags()}")
         if args.scaling:
             print(scaling(cfg, sizes=args.sizes, objects=args.objects, threads=args.threads,
                           pretrain_iters=args.pretrain_iters))

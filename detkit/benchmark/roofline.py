@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tabulate import tabulate
 
-from detkit.utils.env import autocast_dtype, cpu_flags
+from detkit.utils.env import autocast_dtype, describe_cpu_flags
 
 from .timing import time_interleaved
 
@@ -83,8 +83,7 @@ def roofline_report(model: torch.nn.Module, image: torch.Tensor, flops: float, *
     seconds = time_interleaved({"model": infer}, 2, iters)["model"]
     best_name, best = max(rates.items(), key=lambda kv: kv[1])
     ideal = flops / 1e9 / best
-    flags = ", ".join(cpu_flags()) or "unknown"
-    lines = [f"CPU flags: {flags}; torch threads: {torch.get_num_threads()}",
+    lines = [f"CPU flags: {describe_cpu_flags()}; torch threads: {torch.get_num_threads()}",
              tabulate([(name, f"{r:.1f}") for name, r in rates.items()],
                       headers=["3x3 conv, 128 ch, 50x50", "GFLOP/s"]),
              tabulate([("image", f"{h}x{w}"), ("fvcore GFLOPs", f"{flops / 1e9:.2f}"),

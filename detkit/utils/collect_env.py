@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from .env import BF16_ENV_VAR, cpu_flags, cpu_has_native_bf16
+from .env import BF16_ENV_VAR, cpu_has_native_bf16, describe_cpu_flags
 
 __all__ = ["collect_env_info"]
 
@@ -49,7 +49,7 @@ def collect_env_info() -> str:
         ("iopath", _version("iopath")),
         ("pycocotools", _version("pycocotools")),
         ("CPU", f"{_cpu_name()} ({os.cpu_count()} logical cores)"),
-        ("CPU flags", ", ".join(cpu_flags()) or "unknown"),
+        ("CPU flags", describe_cpu_flags()),
         ("CPU mixed precision", "bfloat16" if cpu_has_native_bf16() else
          f"float32 (no native bf16{', ' + BF16_ENV_VAR + '=0' if os.environ.get(BF16_ENV_VAR) == '0' else ''})"),
         ("torch threads", str(torch.get_num_threads())),

@@ -11,7 +11,7 @@ import torch
 logger = logging.getLogger(__name__)
 
 __all__ = ["seed_all_rng", "get_rng_state", "set_rng_state", "worker_init_reset_seed", "autocast_dtype",
-           "cpu_has_native_bf16", "cpu_flags", "BF16_ENV_VAR"]
+           "cpu_has_native_bf16", "cpu_flags", "describe_cpu_flags", "BF16_ENV_VAR"]
 
 #: Set to 0 to take the no-bf16 path (float32 instead of bf16 autocast) on any CPU, e.g. to measure it.
 BF16_ENV_VAR = "DETKIT_CPU_BF16"
@@ -98,6 +98,18 @@ def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> List[str]:
     except OSError:
         return []
     return [name for flag, name in _REPORTED_FLAGS.items() if flag in flags]
+
+
+_ISA_CAP_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")  # torch's and oneDNN's instruction-set caps
+
+
+def describe_cpu_flags() -> str:
+    """The CPU's flags for a report line, with the instruction-set caps set in the environment,
+    e.g. ``"AVX2, AVX-512, AVX512-BF16 (capped: ONEDNN_MAX_CPU_ISA=AVX2)"``: a run emulating an
+    older CPU says so beside its figures."""
+    text = ", ".join(cpu_flags()) or "unknown"
+    caps = [f"{v}={os.environ[v]}" for v in _ISA_CAP_VARS if os.environ.get(v)]
+    return text + (f" (capped: {', '.join(caps)})" if caps else "")
 
 
 def cpu_has_native_bf16() -> bool:

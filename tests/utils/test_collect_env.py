@@ -34,6 +34,21 @@ def test_cpu_flags_and_mixed_precision_rows(monkeypatch, tmp_path):
     assert rows["CPU mixed precision"].split()[-1] == "bfloat16" and "CPU flags" in rows
 
 
+def test_describe_cpu_flags_names_the_isa_caps(monkeypatch):
+    from detkit.utils import env
+
+    monkeypatch.setattr(env, "cpu_flags", lambda: ["AVX2", "AVX512-BF16"])
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    assert env.describe_cpu_flags() == "AVX2, AVX512-BF16"
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
+    assert env.describe_cpu_flags() == "AVX2, AVX512-BF16 (capped: ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2)"
+    monkeypatch.setattr(env, "cpu_flags", lambda: [])
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")
+    assert env.describe_cpu_flags() == "unknown (capped: ONEDNN_MAX_CPU_ISA=AVX2)"
+
+
 def test_no_bf16_switch_runs_float32(monkeypatch):
     """DETKIT_CPU_BF16=0 takes the no-bf16 path on any CPU: autocast_dtype gives None (float32), and an
     AMP training step of the engine really computes in float32."""
