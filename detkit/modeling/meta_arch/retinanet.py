@@ -11,8 +11,8 @@ from detkit.layers import select_shapes
 from detkit.modeling.anchor_generator import build_anchor_generator
 from detkit.modeling.box_coder import box_regression_loss, build_box_coder
 from detkit.modeling.dense_heads import build_dense_head
-from detkit.modeling.matcher import build_matcher
-from detkit.structures import Boxes, Instances, pairwise_iou
+from detkit.modeling.matcher import build_matcher, pad_boxes, padded_pairwise_iou
+from detkit.structures import Boxes, Instances
 from detkit.utils import comm
 
 from .base import DetectorBase
@@ -167,25 +167,17 @@ class RetinaNet(DetectorBase):
             matched_gt_boxes: (B, R, 4) the matched gt box of each anchor (meaningful for foreground only).
         """
         anchors = Boxes.cat(anchors).tensor  # (R, 4)
-        gt_boxes = [x.gt_boxes.tensor for x in gt_instances]
-        counts = [len(b) for b in gt_boxes]
-        all_boxes = torch.cat(gt_boxes + [anchors.new_zeros((1, 4))])  # (G + 1, 4); the last is a dummy
-        all_classes = torch.cat([x.gt_classes for x in gt_instances] + [anchors.new_full((1,), -1).long()])
-        # One IoU call for the whole batch (G, R), split back per image for the per-image Matcher.
-        ious = pairwise_iou(all_boxes[:-1], anchors).split(counts)
-        matched, labels = [], []
-        offset = 0
-        for iou, count in zip(ious, counts):
-            idx, lab = self.anchor_matcher(iou)  # (R,), (R,)
-            matched.append(idx + offset if count else torch.full_like(idx, len(all_boxes) - 1))
-            labels.append(lab)
-            offset += count
-        matched = torch.stack(matched)  # (B, R) index into all_boxes
-        labels = torch.stack(labels)  # (B, R) in {-1, 0, 1}
-        classes = all_classes[matched]  # (B, R)
+        gt_list = [x.gt_boxes.tensor for x in gt_instances]
+        # One Matcher call on the whole batch's (B, M, R) IoU, gt lists padded to M rows (at least
+        # one: images without gt match row 0, which background labels never read).
+        matched, labels = self.anchor_matcher(*padded_pairwise_iou(gt_list, anchors))  # (B, R) each
+        gt_boxes, valid = pad_boxes(gt_list)  # (B, M, 4), (B, M)
+        gt_classes = torch.zeros(valid.shape, dtype=torch.int64, device=valid.device)
+        gt_classes[valid] = torch.cat([x.gt_classes for x in gt_instances]).long()  # row-major = concat order
+        classes = gt_classes.gather(1, matched)  # (B, R)
         classes = torch.where(labels == 0, torch.full_like(classes, self.num_classes), classes)
         classes = torch.where(labels == -1, torch.full_like(classes, -1), classes)
-        return classes, all_boxes[matched]
+        return classes, gt_boxes.gather(1, matched[:, :, None].expand(-1, -1, 4))
 
     def losses(self, anchors: List[Boxes], pred_logits: List[torch.Tensor], pred_deltas: List[torch.Tensor],
                gt_labels: torch.Tensor, gt_boxes: torch.Tensor) -> Dict[str, torch.Tensor]:
