@@ -11,7 +11,7 @@ import numpy as np
 
 from detkit.data import DatasetCatalog, MetadataCatalog
 from detkit.data.datasets import register_shapes
-from detkit.evaluation.coco_conversion import contiguous_to_dataset_ids
+from detkit.data.datasets.coco import contiguous_to_dataset_ids
 
 from .index import build_index
 from .server import make_server, serve_in_thread

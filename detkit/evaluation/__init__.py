@@ -1,5 +1,4 @@
 """Evaluation: the evaluator interface and inference loop, COCO and Pascal VOC evaluators, result reporting."""
-from detkit.data.datasets.coco import convert_to_coco_dict, convert_to_coco_json
 from .coco_eval_backend import COCO_EVAL_BACKENDS
 from .coco_evaluation import COCOEvaluator, score_coco_results
 from .json_results import draw_results_file, rescore_results_file
@@ -10,5 +9,4 @@ from .testing import print_csv_format
 
 __all__ = ["DatasetEvaluator", "DatasetEvaluators", "inference_on_dataset", "inference_context", "COCOEvaluator",
            "PascalVOCDetectionEvaluator", "print_csv_format", "score_coco_results", "evaluate_box_proposals",
-           "convert_to_coco_dict", "convert_to_coco_json", "COCO_EVAL_BACKENDS", "rescore_results_file",
-           "draw_results_file"]
+           "COCO_EVAL_BACKENDS", "rescore_results_file", "draw_results_file"]

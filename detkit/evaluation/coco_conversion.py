@@ -10,7 +10,7 @@ from detkit.data import DatasetCatalog, MetadataCatalog
 from detkit.data.datasets.coco import (ORIGINAL_IMAGE_ID, contiguous_to_dataset_ids, convert_to_coco_dict,
                                        convert_to_coco_json)
 
-__all__ = ["convert_to_coco_dict", "convert_to_coco_json", "load_coco_ground_truth", "contiguous_to_dataset_ids"]
+__all__ = ["load_coco_ground_truth"]
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,8 @@ import logging
 
 import pytest
 
-from detkit.evaluation.coco_conversion import (
-    contiguous_to_dataset_ids, convert_to_coco_dict, convert_to_coco_json, load_coco_ground_truth,
-)
+from detkit.data.datasets.coco import contiguous_to_dataset_ids, convert_to_coco_dict, convert_to_coco_json
+from detkit.evaluation.coco_conversion import load_coco_ground_truth
 from detkit.structures import BoxMode
 
 DICTS = [
