@@ -12,7 +12,7 @@ from detkit.structures import Boxes, BoxMode, Instances
 from . import transforms as T
 
 __all__ = ["read_image", "check_image_size", "transform_instance_annotations", "annotations_to_instances",
-           "filter_empty_instances", "build_augmentation", "build_transform_gen", "annotations_to_arrays",
+           "filter_empty_instances", "build_augmentation", "build_transform_gen",
            "BadImageError", "ImageReadError", "SizeMismatchError"]
 
 _FORMATS = ("RGB", "BGR", "L", "YUV-BT.601")
@@ -192,17 +192,6 @@ def transform_instance_annotations(annotation: dict, transforms, image_size: Tup
         raise ValueError(f"Cannot transform a segmentation of type {type(segm).__name__}: use polygons "
                          "(a list of [x, y, ...] lists) or a COCO RLE dict.")
     return annotation
-
-
-def annotations_to_arrays(annotations: Optional[List[dict]]) -> Tuple[np.ndarray, np.ndarray]:
-    """Non-crowd annotations -> ((N, 4) float32 XYXY_ABS boxes, (N,) int64 classes)."""
-    anns = [a for a in (annotations or []) if int(a.get("iscrowd", 0)) == 0]
-    if not anns:
-        return np.zeros((0, 4), dtype=np.float32), np.zeros((0,), dtype=np.int64)
-    boxes = np.asarray([BoxMode.convert(a["bbox"], a.get("bbox_mode", BoxMode.XYXY_ABS), BoxMode.XYXY_ABS)
-                        for a in anns], dtype=np.float32)  # (N, 4)
-    classes = np.asarray([a["category_id"] for a in anns], dtype=np.int64)  # (N,)
-    return boxes, classes
 
 
 def annotations_to_instances(annos: List[dict], image_size: Tuple[int, int]) -> Instances:

@@ -6,7 +6,7 @@ from PIL import Image
 
 import detkit.data.transforms as T
 from detkit.config import get_cfg
-from detkit.data.detection_utils import (annotations_to_arrays, annotations_to_instances, build_augmentation,
+from detkit.data.detection_utils import (annotations_to_instances, build_augmentation,
                                          check_image_size, filter_empty_instances, read_image,
                                          transform_instance_annotations)
 from detkit.structures import Boxes, BoxMode, Instances
@@ -59,17 +59,6 @@ def test_check_image_size_names_file_and_id():
     d = {"file_name": "a.jpg"}
     check_image_size(d, image)  # as in detectron2, a dict without a size gets the image's
     assert (d["height"], d["width"]) == (4, 6)
-
-
-def test_annotations_to_arrays_converts_and_skips_crowd():
-    anns = [{"bbox": [1, 2, 3, 4], "bbox_mode": BoxMode.XYWH_ABS, "category_id": 2},
-            {"bbox": [0, 0, 5, 5], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 1, "iscrowd": 1},
-            {"bbox": [5, 6, 7, 8], "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "iscrowd": 0}]
-    boxes, classes = annotations_to_arrays(anns)
-    np.testing.assert_array_equal(boxes, [[1, 2, 4, 6], [5, 6, 7, 8]])
-    assert classes.dtype == np.int64 and classes.tolist() == [2, 0]
-    empty_boxes, empty_classes = annotations_to_arrays(None)
-    assert empty_boxes.shape == (0, 4) and empty_classes.shape == (0,)
 
 
 def test_transform_instance_annotations_box_and_polygons():
