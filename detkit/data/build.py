@@ -111,6 +111,15 @@ def _per_process_batch_size(total_batch_size: int, world_size: int) -> int:
     return total_batch_size // world_size
 
 
+def _is_iterable(dataset, sampler: Optional[Sampler]) -> bool:
+    """Whether ``dataset`` is an IterableDataset, which picks its own items: then no sampler may be given."""
+    if not isinstance(dataset, IterableDataset):
+        return False
+    if sampler is not None:
+        raise ValueError("A sampler was given with an IterableDataset; an iterable dataset picks its own items.")
+    return True
+
+
 def build_batch_data_loader(dataset: Dataset, sampler: Optional[Sampler], total_batch_size: int, *,
                             aspect_ratio_grouping: bool = False, num_workers: int = 0,
                             collate_fn: Optional[Callable] = None, **kwargs):
@@ -123,10 +132,7 @@ def build_batch_data_loader(dataset: Dataset, sampler: Optional[Sampler], total_
     ``width`` / ``height``). Extra ``kwargs`` go to ``torch.utils.data.DataLoader``.
     """
     batch_size = _per_process_batch_size(total_batch_size, comm.get_world_size())
-    if isinstance(dataset, IterableDataset):
-        if sampler is not None:
-            raise ValueError("A sampler was given with an IterableDataset; an iterable dataset picks its own items.")
-    else:
+    if not _is_iterable(dataset, sampler):
         dataset = ToIterableDataset(dataset, sampler, shard_chunk_size=batch_size)
     if aspect_ratio_grouping:
         loader = DataLoader(dataset, num_workers=num_workers, collate_fn=operator.itemgetter(0),  # single items
@@ -199,13 +205,11 @@ def build_detection_train_loader(dataset: Union[List[dict], Dataset], *, mapper:
         An infinite iterable of batches (lists of ``total_batch_size / world_size`` mapped items).
     """
     rank, world_size = kwargs.pop("rank", None), kwargs.pop("world_size", None)
-    if isinstance(dataset, IterableDataset):
-        if sampler is not None:
-            raise ValueError("A sampler was given with an IterableDataset; an iterable dataset picks its own items.")
-    elif sampler is None:
-        sampler = TrainingSampler(len(dataset), rank=rank, world_size=world_size)
-    elif not isinstance(sampler, Sampler):
-        raise TypeError(f"sampler must be a torch.utils.data.Sampler, got {type(sampler).__name__}.")
+    if not _is_iterable(dataset, sampler):
+        if sampler is None:
+            sampler = TrainingSampler(len(dataset), rank=rank, world_size=world_size)
+        elif not isinstance(sampler, Sampler):
+            raise TypeError(f"sampler must be a torch.utils.data.Sampler, got {type(sampler).__name__}.")
     if isinstance(sampler, _StreamSampler) and isinstance(dataset, (list, DatasetFromList)):
         batch_size = _per_process_batch_size(total_batch_size, sampler._world_size)
         group_ids = _aspect_groups(dataset[i] for i in range(len(dataset))) if aspect_ratio_grouping else None
@@ -260,10 +264,7 @@ def build_detection_test_loader(dataset: Union[List[dict], Dataset], *, mapper: 
         dataset = DatasetFromList(dataset, copy=False)
     if mapper is not None:
         dataset = MapDataset(dataset, mapper)
-    if isinstance(dataset, IterableDataset):
-        if sampler is not None:
-            raise ValueError("A sampler was given with an IterableDataset; an iterable dataset picks its own items.")
-    elif sampler is None:
+    if not _is_iterable(dataset, sampler) and sampler is None:
         sampler = InferenceSampler(len(dataset))
     # A private generator: iterating must not advance the global torch RNG (the model's).
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=False, num_workers=num_workers,
