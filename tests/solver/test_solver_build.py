@@ -123,3 +123,34 @@ def test_build_lr_scheduler_choice():
     assert isinstance(sched, WarmupCosineLR) and sched.end_factor == pytest.approx(0.1)
     with pytest.raises(ValueError, match="Unknown LR scheduler 'Step'"):
         build_lr_scheduler(_cfg(SOLVER__LR_SCHEDULER_NAME="Step"), opt)
+
+
+@pytest.mark.parametrize("name", ["SGD", "AdamW"])
+def test_fused_update_equals_the_per_tensor_loop(name):
+    """build_optimizer picks torch's fused kernel on CPU; its steps match the plain per-tensor loop."""
+    def net():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(2, 4), torch.nn.Conv2d(4, 1, 1))
+
+    fast_net, loop_net, start = net(), net(), net()
+    cfg = _cfg(SOLVER__OPTIMIZER=name, SOLVER__BASE_LR=0.1, SOLVER__WEIGHT_DECAY=0.01)
+    fast = build_optimizer(cfg, fast_net)
+    assert fast.defaults["fused"] is True
+    loop = type(fast)(get_default_optimizer_params(loop_net, 0.1, 0.01, cfg.SOLVER.WEIGHT_DECAY_NORM),
+                      lr=0.1, **({"momentum": cfg.SOLVER.MOMENTUM} if name == "SGD" else {}),
+                      foreach=False)
+    for step in range(3):
+        x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(step))
+        for net, opt in ((fast_net, fast), (loop_net, loop)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(fast_net.parameters(), loop_net.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert all(not torch.equal(a, b) for a, b in zip(fast_net.parameters(), start.parameters()))
+
+
+def test_gradient_clipping_keeps_the_multi_tensor_step():
+    cfg = _cfg(SOLVER__OPTIMIZER="AdamW", SOLVER__CLIP_GRADIENTS__ENABLED=True)
+    opt = build_optimizer(cfg, _Net())
+    assert opt.defaults["fused"] is None and opt.defaults["foreach"] is True
