@@ -141,9 +141,9 @@ def test_fused_update_equals_the_per_tensor_loop(name):
                       foreach=False)
     for step in range(3):
         x = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(step))
-        for net, opt in ((fast_net, fast), (loop_net, loop)):
+        for model, opt in ((fast_net, fast), (loop_net, loop)):
             opt.zero_grad()
-            net(x).square().mean().backward()
+            model(x).square().mean().backward()
             opt.step()
     for a, b in zip(fast_net.parameters(), loop_net.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
