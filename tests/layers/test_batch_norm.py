@@ -1,9 +1,10 @@
-"""Tests for detkit.layers.batch_norm: norms by name, GN group choice, converting BN to frozen BN."""
+"""Tests for detkit.layers.batch_norm: norms by name, GN group choice, converting BN to frozen BN, folding BN."""
 import pytest
 import torch
 from torch import nn
 
-from detkit.layers import FrozenBatchNorm2d, convert_frozen_batchnorm, get_norm, get_norm_layer, group_norm_groups
+from detkit.layers import (FrozenBatchNorm2d, convert_frozen_batchnorm, fold_batch_norms, get_norm, get_norm_layer,
+                           group_norm_groups)
 
 
 def test_get_norm_by_name():
@@ -69,3 +70,42 @@ def test_frozen_batchnorm_classmethod_converts_in_place():
     assert type(FrozenBatchNorm2d.convert_frozen_batchnorm(nn.SyncBatchNorm(3))) is FrozenBatchNorm2d
     relu = nn.ReLU()
     assert FrozenBatchNorm2d.convert_frozen_batchnorm(relu) is relu
+
+
+def _conv_bn(norm: nn.Module) -> nn.Sequential:
+    """1x1 conv (weight 2, bias 1) -> ``norm`` with mean 1, var 4, weight 3, bias 0.5, eps 0: the whole
+    block is y = ((2x + 1) - 1) / 2 * 3 + 0.5 = 3x + 0.5."""
+    conv = nn.Conv2d(1, 1, 1)
+    norm.eps = 0.0
+    with torch.no_grad():
+        conv.weight.fill_(2.0)
+        conv.bias.fill_(1.0)
+        norm.running_mean.fill_(1.0)
+        norm.running_var.fill_(4.0)
+        norm.weight.fill_(3.0)
+        norm.bias.fill_(0.5)
+    return nn.Sequential(conv, norm, nn.ReLU())
+
+
+@pytest.mark.parametrize("norm", [nn.BatchNorm2d(1), FrozenBatchNorm2d(1)])
+def test_fold_batch_norms_exact_weights(norm):
+    block = _conv_bn(norm).eval()
+    folded = fold_batch_norms(block)
+    convs = [m for m in folded.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1 and not any(isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)) for m in folded.modules())
+    assert convs[0].weight.item() == 3.0 and convs[0].bias.item() == 0.5
+    x = torch.tensor([-1.0, 0.0, 2.0]).view(1, 1, 1, 3)
+    assert folded(x).flatten().tolist() == [0.0, 0.5, 6.5]
+    # the original is untouched: still a conv and its batch norm, with their own weights
+    assert isinstance(block[1], type(norm)) and block[0].weight.item() == 2.0
+
+
+def test_fold_batch_norms_without_batch_norm_returns_module():
+    block = nn.Sequential(nn.Conv2d(1, 4, 3), nn.GroupNorm(2, 4)).eval()
+    assert fold_batch_norms(block) is block
+
+
+def test_fold_batch_norms_refuses_training_mode():
+    block = _conv_bn(nn.BatchNorm2d(1))
+    with pytest.raises(ValueError, match=r"fold_batch_norms needs the batch norms of Sequential in eval mode.*\.eval\(\)"):
+        fold_batch_norms(block)

@@ -65,6 +65,52 @@ def test_freeze_at():
         RegNetX400MF(freeze_at=6)
 
 
+def _randomise_statistics(model):
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+                m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+
+
+@pytest.mark.parametrize("make", [lambda: RegNetX400MF(freeze_at=2), lambda: ResNet(depth=18, norm="FrozenBN")])
+def test_eval_without_autograd_folds_batch_norms(make):
+    """In eval mode under no_grad the backbone runs a copy with its batch norms folded into the convs:
+    the same outputs, no batch norm left in the copy, the copy reused until a weight changes."""
+    torch.manual_seed(0)
+    model = make().eval()
+    _randomise_statistics(model)
+    x = torch.randn(1, 3, 64, 64)
+    expected = model(x)  # autograd on: the batch norms run as they are
+    assert model._folded is None
+    with torch.no_grad():
+        out = model(x)
+    parts = model._folded[1]
+    assert not any(isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)) for p in parts for m in p.modules())
+    for name in expected:
+        torch.testing.assert_close(out[name], expected[name].detach(), rtol=1e-4, atol=1e-4)
+    with torch.inference_mode():
+        model(x)
+    assert model._folded[1] is parts  # nothing changed: the same copy
+    with torch.no_grad():
+        next(model.parameters()).mul_(2.0)  # an in-place update, as an optimizer step makes
+        changed = model(x)
+    assert model._folded[1] is not parts
+    assert not torch.allclose(changed["c5"], out["c5"])
+    torch.testing.assert_close(changed["c5"], model(x)["c5"].detach(), rtol=1e-4, atol=1e-4)
+
+
+def test_training_mode_runs_batch_norms_as_they_are():
+    model = RegNetX400MF().train()
+    before = model.stem[1].running_mean.clone()
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32) + 3)
+    assert model._folded is None
+    assert not torch.equal(model.stem[1].running_mean, before)  # the batch norm ran and updated its statistics
+
+
 @pytest.mark.parametrize("norm, expected", [("BN", nn.BatchNorm2d), ("FrozenBN", FrozenBatchNorm2d),
                                             ("GN", nn.GroupNorm)])
 def test_norms(norm, expected):

@@ -1,13 +1,18 @@
-"""Backbone: the base class of detkit's trunks (named stages, output_shape, freezing, weights)."""
-from typing import Dict, List, Sequence
+"""Backbone: the base class of detkit's trunks (named stages, output_shape, freezing, weights, and
+batch norms folded into the convolutions for inference)."""
+import logging
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import torch
 from torch import nn
 
-from detkit.layers import ShapeSpec, convert_frozen_batchnorm
+from detkit.layers import ShapeSpec, convert_frozen_batchnorm, fold_batch_norms
 
 from .weights import load_backbone_weights
 
 __all__ = ["Backbone"]
+
+logger = logging.getLogger(__name__)
 
 
 class Backbone(nn.Module):
@@ -15,6 +20,12 @@ class Backbone(nn.Module):
 
     Subclasses keep torchvision's module names (so torchvision weights load as they are) and call
     ``_setup`` with the dotted paths of the stem's modules and of each stage.
+
+    In eval mode without autograd (``torch.no_grad`` / ``torch.inference_mode``), ``forward`` runs a
+    copy of the stem and stages with each batch norm folded into the convolution before it
+    (``fold_batch_norms``): the same outputs up to float rounding, without the batch norms' passes
+    over the feature maps. The copy is rebuilt whenever a weight or statistic changes, and is never
+    used in training, under autograd, or while tracing, compiling or exporting.
     """
 
     #: stride of each stage output
@@ -44,6 +55,9 @@ class Backbone(nn.Module):
         self._out_channels = {name: channels[name] for name in self._stage_names}
         # Stop once the last requested stage is computed.
         self._num_stages_run = 1 + max(self._stage_names.index(f) for f in self._out_features)
+        # (key, [stem, stage...]) of the folded inference copy; a plain attribute, so neither a
+        # submodule nor part of the state dict.
+        self._folded: Optional[Tuple[tuple, List[nn.Module]]] = None
         load_backbone_weights(self, weights)
         self.freeze(freeze_at)
 
@@ -82,14 +96,39 @@ class Backbone(nn.Module):
         Returns:
             {name: (B, C_name, H / stride, W / stride)} for each of ``out_features``.
         """
-        for path in self._stem_paths:
-            x = self.get_submodule(path)(x)
+        parts = self._folded_parts() if self._can_fold() else self._parts()
+        x = parts[0](x)
         out = {}
-        for name in self._stage_names[: self._num_stages_run]:
-            x = self.get_submodule(self._stage_paths[name])(x)
+        for name, stage in zip(self._stage_names[: self._num_stages_run], parts[1:]):
+            x = stage(x)
             if name in self._out_features:
                 out[name] = x
         return out
+
+    def _parts(self) -> List[nn.Module]:
+        """The stem (one module) and the stages that ``forward`` runs, in order."""
+        stem = nn.Sequential(*[self.get_submodule(path) for path in self._stem_paths]).train(self.training)
+        stages = [self.get_submodule(self._stage_paths[n]) for n in self._stage_names[: self._num_stages_run]]
+        return [stem] + stages
+
+    def _can_fold(self) -> bool:
+        return (not self.training and not torch.is_grad_enabled() and not torch.jit.is_scripting()
+                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+                and not torch.onnx.is_in_onnx_export())
+
+    def _folded_parts(self) -> List[nn.Module]:
+        """``_parts()`` with the batch norms folded, cached until a parameter or buffer changes."""
+        tensors = list(self.parameters()) + list(self.buffers())
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors if not t.is_inference())
+        if self._folded is None or self._folded[0] != key:
+            try:
+                parts = [fold_batch_norms(part) for part in self._parts()]
+            except Exception as e:  # e.g. a subclass's stage torch.fx cannot trace: run unfolded
+                logger.warning("%s: batch norms not folded for inference (%s: %s); running them as they are.",
+                               type(self).__name__, type(e).__name__, e)
+                parts = self._parts()
+            self._folded = (key, parts)
+        return self._folded[1]
 
     def output_shape(self) -> Dict[str, ShapeSpec]:
         """Channels and stride of each output feature."""
