@@ -372,3 +372,9 @@ _C.MODEL.CHANNELS_LAST = False
 _C.TEST.AMP = CN()
 # Inference under autocast (as SOLVER.AMP) for backbone, neck and heads; post-processing stays fp32.
 _C.TEST.AMP.ENABLED = False
+_C.TEST.COMPILE = CN()
+# Inference through torch.compile (inductor) with the weights frozen as constants: the backbone, the
+# neck and a one-stage detector's head, in eval mode without autograd. The first call of each input
+# size compiles (tens of seconds on a CPU); a weight change (a training step) compiles again. Off by
+# default: see "CPUs without native bf16" in the README for when it pays.
+_C.TEST.COMPILE.ENABLED = False

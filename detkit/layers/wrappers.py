@@ -1,9 +1,10 @@
-"""Small tensor helpers under detectron2's names: ``cat`` and ``nonzero_tuple``."""
+"""Small tensor helpers: ``cat`` and ``nonzero_tuple`` under detectron2's names, and ``state_version``."""
 from typing import Sequence, Tuple
 
 import torch
+from torch import nn
 
-__all__ = ["cat", "nonzero_tuple"]
+__all__ = ["cat", "nonzero_tuple", "state_version"]
 
 
 def cat(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor:
@@ -26,3 +27,11 @@ def cat(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor:
 def nonzero_tuple(x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     """``x.nonzero(as_tuple=True)``: one (K,) int64 index tensor per dimension of ``x``."""
     return x.nonzero(as_tuple=True)
+
+
+def state_version(module: nn.Module) -> tuple:
+    """A value that changes whenever a parameter or buffer of ``module`` is replaced, moved or updated
+    in place (an optimizer step, ``load_state_dict``, ``.to()``): the key of caches derived from the
+    weights, such as folded or compiled inference copies."""
+    tensors = list(module.parameters()) + list(module.buffers())
+    return tuple((t.data_ptr(), t.dtype, t.device, None if t.is_inference() else t._version) for t in tensors)

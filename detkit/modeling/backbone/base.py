@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
-from detkit.layers import ShapeSpec, convert_frozen_batchnorm, fold_batch_norms
+from detkit.layers import ShapeSpec, convert_frozen_batchnorm, fold_batch_norms, state_version
 
 from .weights import load_backbone_weights
 
@@ -96,17 +96,23 @@ class Backbone(nn.Module):
         Returns:
             {name: (B, C_name, H / stride, W / stride)} for each of ``out_features``.
         """
-        parts = self._folded_parts() if self._can_fold() else self._parts()
-        x = parts[0](x)
+        names = self._stage_names[: self._num_stages_run]
+        if self._can_fold():
+            stem, *stages = self._folded_parts()
+            x = stem(x)
+        else:
+            for path in self._stem_paths:
+                x = self.get_submodule(path)(x)
+            stages = [self.get_submodule(self._stage_paths[name]) for name in names]
         out = {}
-        for name, stage in zip(self._stage_names[: self._num_stages_run], parts[1:]):
+        for name, stage in zip(names, stages):
             x = stage(x)
             if name in self._out_features:
                 out[name] = x
         return out
 
     def _parts(self) -> List[nn.Module]:
-        """The stem (one module) and the stages that ``forward`` runs, in order."""
+        """The stem (as one module) and the stages that ``forward`` runs, in order."""
         stem = nn.Sequential(*[self.get_submodule(path) for path in self._stem_paths]).train(self.training)
         stages = [self.get_submodule(self._stage_paths[n]) for n in self._stage_names[: self._num_stages_run]]
         return [stem] + stages
@@ -118,8 +124,7 @@ class Backbone(nn.Module):
 
     def _folded_parts(self) -> List[nn.Module]:
         """``_parts()`` with the batch norms folded, cached until a parameter or buffer changes."""
-        tensors = list(self.parameters()) + list(self.buffers())
-        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors if not t.is_inference())
+        key = state_version(self)
         if self._folded is None or self._folded[0] != key:
             try:
                 parts = [fold_batch_norms(part) for part in self._parts()]

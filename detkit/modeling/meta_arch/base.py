@@ -19,19 +19,24 @@ proposal_boxes, objectness_logits)}``).
 ``MODEL.PIXEL_MEAN`` / ``MODEL.PIXEL_STD`` and pads them to a multiple of the neck's largest
 stride, lays the backbone and the neck out in channels_last when ``MODEL.CHANNELS_LAST`` (the
 heads keep their own layout), and runs the network under autocast in eval mode when
-``TEST.AMP.ENABLED``. Subclasses add their heads and write ``forward``.
+``TEST.AMP.ENABLED``, and through ``torch.compile`` when ``TEST.COMPILE.ENABLED`` (``network``).
+Subclasses add their heads and write ``forward``.
 """
 import contextlib
+import logging
 from typing import Dict, List, Sequence
 
 import torch
 from torch import nn
 
+from detkit.layers import state_version
 from detkit.structures import ImageList, Instances
 
 from .processing import detector_postprocess, inference_autocast, preprocess_images
 
 __all__ = ["DetectorBase"]
+
+logger = logging.getLogger(__name__)
 
 
 class DetectorBase(nn.Module):
@@ -39,7 +44,7 @@ class DetectorBase(nn.Module):
 
     def __init__(self, *, backbone: nn.Module, neck: nn.Module, pixel_mean: Sequence[float],
                  pixel_std: Sequence[float], input_format: str = "RGB", channels_last: bool = False,
-                 amp_inference: bool = False):
+                 amp_inference: bool = False, compile_inference: bool = False):
         """
         Args:
             backbone: image -> {"c3", "c4", "c5"} with ``output_shape()``.
@@ -49,6 +54,8 @@ class DetectorBase(nn.Module):
             channels_last: run backbone and neck in channels_last memory format (MODEL.CHANNELS_LAST).
             amp_inference: in eval mode, run the network under autocast (bf16 on a CPU with native
                 bf16, fp16 on CUDA; TEST.AMP.ENABLED); post-processing stays float32.
+            compile_inference: in eval mode without autograd, run the parts ``network`` hands out
+                through ``torch.compile`` with frozen weights (TEST.COMPILE.ENABLED).
         """
         super().__init__()
         if len(pixel_mean) != len(pixel_std):
@@ -64,6 +71,8 @@ class DetectorBase(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
         self.channels_last = bool(channels_last)
         self.amp_inference = bool(amp_inference)
+        self.compile_inference = bool(compile_inference)
+        self._compiled: Dict[str, tuple] = {}  # part name -> (state_version, compiled part); not a submodule
         if self.channels_last:
             self.backbone.to(memory_format=torch.channels_last)
             self.neck.to(memory_format=torch.channels_last)
@@ -83,6 +92,7 @@ class DetectorBase(nn.Module):
             "input_format": cfg.INPUT.FORMAT,
             "channels_last": cfg.MODEL.CHANNELS_LAST,
             "amp_inference": cfg.TEST.AMP.ENABLED,
+            "compile_inference": cfg.TEST.COMPILE.ENABLED,
         }
 
     @property
@@ -96,7 +106,31 @@ class DetectorBase(nn.Module):
 
     def extract_features(self, images: ImageList) -> Dict[str, torch.Tensor]:
         """The neck's feature maps, e.g. {"p3", "p4", "p5"}."""
-        return self.neck(self.backbone(images.tensor))
+        return self.network("neck")(self.network("backbone")(images.tensor))
+
+    def network(self, name: str) -> nn.Module:
+        """The part ``name`` ("backbone", "neck", "head") as ``forward`` should call it.
+
+        That is the part itself, except for inference with ``TEST.COMPILE.ENABLED`` (eval mode, no
+        autograd): then it is ``torch.compile(part)`` with inductor's weight freezing, compiled on
+        its first call. Frozen weights are constants of the compiled code, so a change to any of
+        them (a training step, ``load_state_dict``) drops every compiled graph and compiles anew.
+        """
+        part = getattr(self, name)
+        if (not self.compile_inference or self.training or torch.is_grad_enabled()
+                or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            return part
+        key = state_version(part)
+        cached = self._compiled.get(name)
+        if cached is None or cached[0] != key:
+            if cached is not None:
+                torch._dynamo.reset()  # forget the graphs that hold the old weights as constants
+                self._compiled.clear()
+            logger.info("TEST.COMPILE: compiling the %s for inference on its first call (tens of seconds on a CPU).",
+                        name)
+            cached = (key, torch.compile(part, options={"freezing": True}))
+            self._compiled[name] = cached
+        return cached[1]
 
     def network_autocast(self):
         """The autocast context for the network: TEST.AMP's in eval mode, none in training (the

@@ -175,7 +175,7 @@ class FCOS(DetectorBase):
         with self.network_autocast():
             features = self.extract_features(images)
             features = [features[f] for f in self.head_in_features]
-            logits, bbox_reg, ctrness = self.head(features)
+            logits, bbox_reg, ctrness = self.network("head")(features)
         if not self.training:  # decode, top-k and NMS in float32 (a no-op without autocast)
             logits, bbox_reg, ctrness = ([x.float() for x in xs] for xs in (logits, bbox_reg, ctrness))
         points = self.point_generator(features)  # per level (H_l*W_l, 2)

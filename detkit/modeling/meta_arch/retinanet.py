@@ -142,7 +142,7 @@ class RetinaNet(DetectorBase):
         with self.network_autocast():
             features = self.extract_features(images)
             features = [features[f] for f in self.head_in_features]
-            logits, bbox_reg = self.head(features)
+            logits, bbox_reg = self.network("head")(features)
         anchors = self.anchor_generator(features)  # per level, Boxes of H*W*A
         logits = [_anchor_major(x, self.num_classes) for x in logits]  # (B, R_l, K)
         bbox_reg = [_anchor_major(x, 4) for x in bbox_reg]  # (B, R_l, 4)
