@@ -31,7 +31,8 @@ def test_compiled_inference_matches_eager_and_follows_weight_changes():
     expected = [t.detach() for t in _outputs(model, images)]
     with torch.no_grad():
         compiled = model.network("backbone")
-        assert compiled is not model.backbone and isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
+        assert isinstance(compiled.compiled, torch._dynamo.eval_frame.OptimizedModule)
+        assert compiled.compiled._orig_mod is model.backbone
         got = _outputs(model, images)
         assert model.network("backbone") is compiled  # no weight changed: compiled once
         for g, e in zip(got, expected):

@@ -24,7 +24,7 @@ Subclasses add their heads and write ``forward``.
 """
 import contextlib
 import logging
-from typing import Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence
 
 import torch
 from torch import nn
@@ -37,6 +37,18 @@ from .processing import detector_postprocess, inference_autocast, preprocess_ima
 __all__ = ["DetectorBase"]
 
 logger = logging.getLogger(__name__)
+
+
+class _FrozenCompiled:
+    """``torch.compile(part)`` whose calls run with inductor's weight freezing on: inductor reads the
+    flag when a call compiles, and ``torch.compile``'s ``options`` does not reach that pass."""
+
+    def __init__(self, part: nn.Module):
+        self.compiled = torch.compile(part)
+
+    def __call__(self, *args):
+        with torch._inductor.config.patch(freezing=True):
+            return self.compiled(*args)
 
 
 class DetectorBase(nn.Module):
@@ -108,12 +120,12 @@ class DetectorBase(nn.Module):
         """The neck's feature maps, e.g. {"p3", "p4", "p5"}."""
         return self.network("neck")(self.network("backbone")(images.tensor))
 
-    def network(self, name: str) -> nn.Module:
+    def network(self, name: str) -> Callable:
         """The part ``name`` ("backbone", "neck", "head") as ``forward`` should call it.
 
         That is the part itself, except for inference with ``TEST.COMPILE.ENABLED`` (eval mode, no
         autograd): then it is ``torch.compile(part)`` with inductor's weight freezing, compiled on
-        its first call. Frozen weights are constants of the compiled code, so a change to any of
+        its first call (and on the first call of each new input size). Frozen weights are constants of the compiled code, so a change to any of
         them (a training step, ``load_state_dict``) drops every compiled graph and compiles anew.
         """
         part = getattr(self, name)
@@ -128,7 +140,7 @@ class DetectorBase(nn.Module):
                 self._compiled.clear()
             logger.info("TEST.COMPILE: compiling the %s for inference on its first call (tens of seconds on a CPU).",
                         name)
-            cached = (key, torch.compile(part, options={"freezing": True}))
+            cached = (key, _FrozenCompiled(part))
             self._compiled[name] = cached
         return cached[1]
 
