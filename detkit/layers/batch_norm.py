@@ -120,7 +120,8 @@ def fold_batch_norms(module: nn.Module) -> nn.Module:
         return module
     if any(m.training for m in norms):
         raise ValueError(f"fold_batch_norms needs the batch norms of {type(module).__name__} in eval mode: in "
-                         "training they use the batch's statistics, which no fixed weight can fold. Call .eval() first.")
+                         "training they use the batch's statistics, which no fixed weight can fold. "
+                         "Call .eval() first.")
     folded = copy.deepcopy(module)
     _thaw_frozen_batchnorm(folded)
     return fx_fuse_conv_bn(folded, inplace=True)

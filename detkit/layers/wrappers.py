@@ -1,10 +1,11 @@
-"""Small tensor helpers: ``cat`` and ``nonzero_tuple`` under detectron2's names, and ``state_version``."""
+"""Small helpers: ``cat`` and ``nonzero_tuple`` under detectron2's names; ``state_version`` and
+``is_plain_inference`` for the inference-only copies of a model's parts."""
 from typing import Sequence, Tuple
 
 import torch
 from torch import nn
 
-__all__ = ["cat", "nonzero_tuple", "state_version"]
+__all__ = ["cat", "nonzero_tuple", "state_version", "is_plain_inference"]
 
 
 def cat(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor:
@@ -35,3 +36,11 @@ def state_version(module: nn.Module) -> tuple:
     weights, such as folded or compiled inference copies."""
     tensors = list(module.parameters()) + list(module.buffers())
     return tuple((t.data_ptr(), t.dtype, t.device, None if t.is_inference() else t._version) for t in tensors)
+
+
+def is_plain_inference(module: nn.Module) -> bool:
+    """True when ``module`` runs in eval mode without autograd (``torch.no_grad`` or
+    ``torch.inference_mode``), outside tracing, ``torch.compile`` and ONNX export: the calls an
+    inference-only copy of its weights (folded or compiled) may serve."""
+    return (not module.training and not torch.is_grad_enabled() and not torch.jit.is_tracing()
+            and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export())

@@ -107,5 +107,6 @@ def test_fold_batch_norms_without_batch_norm_returns_module():
 
 def test_fold_batch_norms_refuses_training_mode():
     block = _conv_bn(nn.BatchNorm2d(1))
-    with pytest.raises(ValueError, match=r"fold_batch_norms needs the batch norms of Sequential in eval mode.*\.eval\(\)"):
+    with pytest.raises(ValueError,
+                       match=r"fold_batch_norms needs the batch norms of Sequential in eval mode.*\.eval\(\)"):
         fold_batch_norms(block)

@@ -3,10 +3,9 @@ batch norms folded into the convolutions for inference)."""
 import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import torch
 from torch import nn
 
-from detkit.layers import ShapeSpec, convert_frozen_batchnorm, fold_batch_norms, state_version
+from detkit.layers import ShapeSpec, convert_frozen_batchnorm, fold_batch_norms, is_plain_inference, state_version
 
 from .weights import load_backbone_weights
 
@@ -97,7 +96,7 @@ class Backbone(nn.Module):
             {name: (B, C_name, H / stride, W / stride)} for each of ``out_features``.
         """
         names = self._stage_names[: self._num_stages_run]
-        if self._can_fold():
+        if is_plain_inference(self):
             stem, *stages = self._folded_parts()
             x = stem(x)
         else:
@@ -116,11 +115,6 @@ class Backbone(nn.Module):
         stem = nn.Sequential(*[self.get_submodule(path) for path in self._stem_paths]).train(self.training)
         stages = [self.get_submodule(self._stage_paths[n]) for n in self._stage_names[: self._num_stages_run]]
         return [stem] + stages
-
-    def _can_fold(self) -> bool:
-        return (not self.training and not torch.is_grad_enabled() and not torch.jit.is_scripting()
-                and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-                and not torch.onnx.is_in_onnx_export())
 
     def _folded_parts(self) -> List[nn.Module]:
         """``_parts()`` with the batch norms folded, cached until a parameter or buffer changes."""

@@ -29,7 +29,7 @@ from typing import Callable, Dict, List, Sequence
 import torch
 from torch import nn
 
-from detkit.layers import state_version
+from detkit.layers import is_plain_inference, state_version
 from detkit.structures import ImageList, Instances
 
 from .processing import detector_postprocess, inference_autocast, preprocess_images
@@ -125,12 +125,12 @@ class DetectorBase(nn.Module):
 
         That is the part itself, except for inference with ``TEST.COMPILE.ENABLED`` (eval mode, no
         autograd): then it is ``torch.compile(part)`` with inductor's weight freezing, compiled on
-        its first call (and on the first call of each new input size). Frozen weights are constants of the compiled code, so a change to any of
-        them (a training step, ``load_state_dict``) drops every compiled graph and compiles anew.
+        its first call and on the first call of each new input size. Frozen weights are constants
+        of the compiled code, so a change to any of them (a training step, ``load_state_dict``)
+        drops every compiled graph and compiles anew.
         """
         part = getattr(self, name)
-        if (not self.compile_inference or self.training or torch.is_grad_enabled()
-                or torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+        if not (self.compile_inference and is_plain_inference(self)):
             return part
         key = state_version(part)
         cached = self._compiled.get(name)
