@@ -1,7 +1,7 @@
 """One small shared thread pool for CPU kernels that run on one thread but release the GIL.
 
-torchvision's CPU RoIAlign and NMS kernels are single-threaded; ``roi_align_parallel`` and
-``batched_nms_parallel`` split their work into independent pieces and run them here.
+torchvision's CPU NMS kernel is single-threaded; ``batched_nms_parallel`` splits its work into
+independent pieces and runs them here.
 """
 import threading
 from concurrent.futures import ThreadPoolExecutor

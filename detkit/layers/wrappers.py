@@ -5,7 +5,7 @@ from typing import Sequence, Tuple
 import torch
 from torch import nn
 
-__all__ = ["cat", "nonzero_tuple", "state_version", "is_plain_inference"]
+__all__ = ["cat", "nonzero_tuple", "state_version", "is_graph_capture", "is_plain_inference"]
 
 
 def cat(tensors: Sequence[torch.Tensor], dim: int = 0) -> torch.Tensor:
@@ -38,9 +38,16 @@ def state_version(module: nn.Module) -> tuple:
     return tuple((t.data_ptr(), t.dtype, t.device, None if t.is_inference() else t._version) for t in tensors)
 
 
+def is_graph_capture() -> bool:
+    """True while torch records a graph instead of running one: ``torch.jit.trace``, ``torch.compile``,
+    ``torch.export`` and ONNX export. Eager-only kernels (sparse matrices, thread pools, cached
+    copies) step aside then for the plain torch / torchvision ops those tools know."""
+    return (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+            or torch.onnx.is_in_onnx_export())
+
+
 def is_plain_inference(module: nn.Module) -> bool:
     """True when ``module`` runs in eval mode without autograd (``torch.no_grad`` or
-    ``torch.inference_mode``), outside tracing, ``torch.compile`` and ONNX export: the calls an
+    ``torch.inference_mode``), outside graph capture (``is_graph_capture``): the calls an
     inference-only copy of its weights (folded or compiled) may serve."""
-    return (not module.training and not torch.is_grad_enabled() and not torch.jit.is_tracing()
-            and not torch.compiler.is_compiling() and not torch.onnx.is_in_onnx_export())
+    return not module.training and not torch.is_grad_enabled() and not is_graph_capture()

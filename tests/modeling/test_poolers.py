@@ -74,13 +74,13 @@ def test_pooler_pools_each_box_from_its_canonical_level():
     pooler = ROIPooler(7, scales=[1 / 8, 1 / 16, 1 / 32], sampling_ratio=0, pooler_type="ROIAlignV2")
     out = pooler(_constant_levels(), [_squares(SIDES)])  # (7, 1, 7, 7)
     assert out.shape == (7, 1, 7, 7)
-    assert out.mean(dim=(1, 2, 3)).tolist() == [3.0, 3.0, 3.0, 4.0, 4.0, 5.0, 5.0]
+    assert out.mean(dim=(1, 2, 3)).tolist() == pytest.approx([3.0, 3.0, 3.0, 4.0, 4.0, 5.0, 5.0], rel=1e-6)
 
 
 def test_pooler_single_level_takes_every_box():
     pooler = ROIPooler(7, scales=[1 / 16], sampling_ratio=0, pooler_type="ROIAlign")
     out = pooler([torch.full((1, 1, 64, 64), 4.0)], [_squares(SIDES)])
-    assert out.mean(dim=(1, 2, 3)).tolist() == [4.0] * 7
+    assert out.mean(dim=(1, 2, 3)).tolist() == pytest.approx([4.0] * 7, rel=1e-6)
 
 
 def test_pooler_source_levels_override_size_and_negative_means_canonical():
@@ -89,7 +89,7 @@ def test_pooler_source_levels_override_size_and_negative_means_canonical():
     # Image 0: the small box from p5 (index 2), the big one from p3 (0); image 1: -1 = by size (p4).
     level_ids = [torch.tensor([2, 0]), torch.tensor([-1])]
     out = pooler(_constant_levels(batch=2), boxes, level_ids=level_ids)
-    assert out.mean(dim=(1, 2, 3)).tolist() == [5.0, 3.0, 4.0]
+    assert out.mean(dim=(1, 2, 3)).tolist() == pytest.approx([5.0, 3.0, 4.0], rel=1e-6)
 
 
 def test_pooler_rejects_unknown_type_and_bad_scales():
