@@ -202,6 +202,7 @@ def export_model(cfg, output_dir: str, fmt: str = "onnx") -> str:
     meta = {
         "config": yaml.safe_load(cfg.dump()),
         "class_names": class_names_of(cfg),
+        "precision": "fp32",
         "input": {"name": INPUT_NAME, "dtype": "uint8", "layout": "HWC", "format": cfg.INPUT.FORMAT,
                   "note": "resized with INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST before the graph"},
         "outputs": {"boxes": "(N, 4) float32 XYXY in the input image's pixels", "scores": "(N,) float32",

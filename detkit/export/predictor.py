@@ -12,7 +12,7 @@ from detkit.structures import Boxes, Instances
 
 from .onnx_export import INPUT_NAME, MODEL_YAML
 
-__all__ = ["ONNXPredictor"]
+__all__ = ["ONNXPredictor", "evaluate_onnx"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class ONNXPredictor:
     Attributes:
         cfg: the config the model was exported with.
         class_names: the class names (index = ``pred_classes``).
+        precision: "fp32" for an export, "int8" for a ``quantize_onnx`` copy (from ``model.yaml``).
         session: the ``onnxruntime.InferenceSession``.
     """
 
@@ -67,6 +68,7 @@ class ONNXPredictor:
             raise ValueError(f"{meta_path} has no 'config' section; re-export the model with export_model.")
         self.cfg = CfgNode(meta["config"])
         self.class_names = list(meta.get("class_names") or [])
+        self.precision = str(meta.get("precision", "fp32"))
         self.input_format = self.cfg.INPUT.FORMAT
         self.aug = T.ResizeShortestEdge([self.cfg.INPUT.MIN_SIZE_TEST] * 2, self.cfg.INPUT.MAX_SIZE_TEST)
         options = ort.SessionOptions()
@@ -96,3 +98,28 @@ class ONNXPredictor:
         result = Instances(image.shape[:2], pred_boxes=Boxes(torch.from_numpy(boxes)),
                            scores=torch.from_numpy(scores), pred_classes=torch.from_numpy(classes))
         return {"instances": detector_postprocess(result, height, width)}
+
+
+def evaluate_onnx(onnx_path: str, dataset_name: str, num_threads: Optional[int] = None,
+                  max_images: Optional[int] = None) -> Dict[str, Dict[str, float]]:
+    """COCO metrics of an exported detector on a registered dataset, run by :class:`ONNXPredictor`.
+
+    Args:
+        onnx_path: ``model.onnx`` with its ``model.yaml``.
+        dataset_name: a name in ``DatasetCatalog`` with ground truth (e.g. "shapes_val").
+        num_threads: onnxruntime's intra-op threads.
+        max_images: score only the first N images (None: all).
+
+    Returns:
+        ``COCOEvaluator.evaluate()``'s results, e.g. ``{"bbox": {"AP": ..., "AP50": ..., ...}}``.
+    """
+    from detkit.data import DatasetCatalog, read_image
+    from detkit.evaluation import COCOEvaluator
+
+    predictor = ONNXPredictor(onnx_path, num_threads=num_threads)
+    evaluator = COCOEvaluator(dataset_name, output_dir=None, distributed=False)
+    evaluator.reset()
+    for record in DatasetCatalog.get(dataset_name)[:max_images]:
+        image = read_image(record["file_name"], format=predictor.input_format, image_id=record.get("image_id"))
+        evaluator.process([record], [predictor(image)])
+    return evaluator.evaluate()

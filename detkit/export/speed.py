@@ -40,7 +40,7 @@ def _runners(cfg, onnx_path: str, threads: int) -> Tuple[Dict[str, Callable], Di
 
     runners, skipped = {}, {}
     onnx = ONNXPredictor(onnx_path, num_threads=threads)
-    runners["onnxruntime fp32"] = onnx
+    runners[f"onnxruntime {onnx.precision}"] = onnx
     fp32 = cfg.clone()
     fp32.defrost()
     fp32.MODEL.DEVICE = "cpu"
@@ -88,8 +88,10 @@ def onnx_speed(cfg, onnx_path: str, images: Sequence[np.ndarray], threads: int =
 
 
 def format_speed(ms: Dict[str, float], skipped: Optional[Dict[str, str]] = None,
-                 reference: str = "onnxruntime fp32") -> str:
-    """A text table: runner, ms/img, and its time over ``reference``'s (``x`` > 1: slower than it)."""
+                 reference: Optional[str] = None) -> str:
+    """A text table: runner, ms/img, and its time over ``reference``'s (``x`` > 1: slower than it);
+    the reference is the first runner (ONNX Runtime's, in ``onnx_speed``) unless named."""
+    reference = reference or next(iter(ms), "")
     base = ms.get(reference)
     width = max(len(n) for n in list(ms) + list(skipped or {}))
     lines: List[str] = [f"{'runner':<{width}}  {'ms/img':>8}  {'vs ' + reference:>8}"]
