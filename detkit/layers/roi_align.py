@@ -102,12 +102,17 @@ def interpolation_matrix(rois: torch.Tensor, feature_shape: Tuple[int, int, int]
     columns = (image_offset[:, None, None, None, None] + (y_index * width)[:, :, None, :, None]
                + x_index[:, None, :, None, :]).reshape(rows, -1)
     values = (y_weight[:, :, None, :, None] * x_weight[:, None, :, None, :]).reshape(rows, -1)
-    keep = values != 0
-    crow = torch.zeros(rows + 1, dtype=torch.int64, device=rois.device)
-    torch.cumsum(keep.sum(1), 0, out=crow[1:])
+    if sampling_ratio > 0:  # every row has the same number of points: keep the (few) zeros of points off the map
+        crow = torch.arange(0, rows + 1, dtype=torch.int64, device=rois.device) * columns.shape[1]
+        columns, values = columns.reshape(-1), values.reshape(-1)
+    else:  # drop the padding of boxes with fewer points than the largest grid
+        keep = values != 0
+        crow = torch.zeros(rows + 1, dtype=torch.int64, device=rois.device)
+        torch.cumsum(keep.sum(1), 0, out=crow[1:])
+        columns, values = columns[keep], values[keep]
     with warnings.catch_warnings():  # torch's one-time notice that sparse CSR support is in beta
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, columns[keep], values[keep], (rows, num_images * height * width),
+        return torch.sparse_csr_tensor(crow, columns, values, (rows, num_images * height * width),
                                        check_invariants=False)
 
 
