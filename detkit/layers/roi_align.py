@@ -1,4 +1,4 @@
-"""roi_align: torchvision's RoIAlign, computed on CPU as one sparse matrix product each way.
+"""roi_align / multilevel_roi_align: torchvision's RoIAlign, computed on CPU as one sparse matrix product each way.
 
 Every pooled value is a fixed weighted sum of feature pixels: the average over a bin's sampling
 points of their bilinear interpolation. For a batch of boxes these weights form one sparse matrix
@@ -13,12 +13,14 @@ step on 2 cores. Here the weights are built once per call with tensor ops, by to
 rule (its ``aligned`` half-pixel offset, its adaptive ``ceil(size / bins)`` sampling grid, its
 clamping at the border and zeros beyond it), and both products run in torch's multithreaded sparse
 kernels. The result equals ``torchvision.ops.roi_align`` to float rounding, values and gradients.
+``multilevel_roi_align`` pools each box from its own level of a feature pyramid with one matrix
+over all levels, so the boxes come out in their own order without a per-level scatter.
 
 On CUDA, during graph capture (tracing, ``torch.compile``, export) or when the matrix would be too
 large, it is a plain ``torchvision.ops.roi_align`` call.
 """
 import warnings
-from typing import Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch.nn.modules.utils import _pair
@@ -26,25 +28,26 @@ from torchvision.ops import roi_align as torchvision_roi_align
 
 from .wrappers import is_graph_capture
 
-__all__ = ["roi_align", "interpolation_matrix"]
+__all__ = ["roi_align", "multilevel_roi_align", "interpolation_matrix"]
 
 MAX_ENTRIES = 1 << 24  # sampling-point weights per call (before zeros are dropped); above it, torchvision's kernel
 
 
 def _axis_weights(start: torch.Tensor, length: torch.Tensor, bins: int, grid: torch.Tensor, max_grid: int,
-                  size: int) -> Tuple[torch.Tensor, torch.Tensor]:
+                  size: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Pixel indices and weights along one axis for every box, bin and sampling point.
 
     Args:
         start, length: (M,) box start and extent in feature pixels (after the ``aligned`` offset).
         bins: pooled bins along the axis; grid: (M,) sampling points per bin; max_grid: ``grid.max()``.
-        size: the feature map's extent along the axis.
+        size: (M,) int64 extent of each box's feature map along the axis.
 
     Returns:
         (M, bins, 2 * max_grid) int64 indices and float weights: the lower and upper neighbour of each
         sampling point, with weight 0 for padding points (beyond a box's grid) and points outside
         [-1, size], as torchvision does.
     """
+    size = size[:, None, None]  # (M, 1, 1)
     bin_size = (length / bins)[:, None, None]  # (M, 1, 1)
     offsets = torch.arange(bins, dtype=start.dtype, device=start.device)[None, :, None]  # (1, bins, 1)
     point = torch.arange(max_grid, dtype=start.dtype, device=start.device)[None, None, :]  # (1, 1, G)
@@ -53,7 +56,7 @@ def _axis_weights(start: torch.Tensor, length: torch.Tensor, bins: int, grid: to
     pos = pos.clamp(min=0)
     low = pos.floor().to(torch.int64)
     at_edge = low >= size - 1
-    low = low.clamp(max=size - 1)
+    low = torch.minimum(low, size - 1)
     pos = torch.where(at_edge, low.to(pos.dtype), pos)
     high = torch.where(at_edge, low, low + 1)
     valid = valid.to(pos.dtype)
@@ -69,23 +72,37 @@ def _sampling_grid(length: torch.Tensor, bins: int, sampling_ratio: int) -> torc
     return torch.ceil(length / bins).to(torch.int64)
 
 
-def interpolation_matrix(rois: torch.Tensor, feature_shape: Tuple[int, int, int], output_size: Tuple[int, int],
-                         spatial_scale: float, sampling_ratio: int, aligned: bool) -> torch.Tensor:
-    """RoIAlign's weights as a sparse CSR matrix of shape (M * out_h * out_w, B * H * W).
+def interpolation_matrix(rois: torch.Tensor, feature_shapes: Sequence[Tuple[int, int, int]],
+                         output_size: Tuple[int, int], spatial_scales: Sequence[float], sampling_ratio: int,
+                         aligned: bool, levels: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """RoIAlign's weights as a sparse CSR matrix of shape (M * out_h * out_w, sum of B * H_l * W_l).
 
     Args:
         rois: (M, 5) float boxes ``(image index, x0, y0, x1, y1)`` in input pixels; the weights take their dtype.
-        feature_shape: (B, H, W) of the feature map.
-        output_size, spatial_scale, sampling_ratio, aligned: as for ``torchvision.ops.roi_align``.
+        feature_shapes: (B, H_l, W_l) of each feature map (level).
+        output_size, sampling_ratio, aligned: as for ``torchvision.ops.roi_align``.
+        spatial_scales: each level's ``spatial_scale``.
+        levels: (M,) int64 level of each box; None when there is one level.
 
     Returns:
         Row ``(m * out_h + i) * out_w + j`` holds the weights of pooled bin (i, j) of box m over the
-        pixels ``(b * H + y) * W + x``; multiplying it with the features as a (B*H*W, C) matrix pools them.
+        columns ``offset_l + (b * H_l + y) * W_l + x``, the levels' pixels one after the other
+        (``offset_l``: the pixels of the levels before l). Multiplying it with the levels' features as
+        one (sum of B*H_l*W_l, C) matrix pools them.
     """
-    num_images, height, width = feature_shape
+    device = rois.device
+    if levels is None:
+        if len(feature_shapes) != 1:
+            raise ValueError(f"interpolation_matrix got {len(feature_shapes)} feature maps but no box levels.")
+        levels = torch.zeros(rois.shape[0], dtype=torch.int64, device=device)
+    shapes = torch.as_tensor(feature_shapes, dtype=torch.int64, device=device)  # (L, 3)
+    pixels = shapes.prod(1)  # (L,)
+    level_offset = (torch.cumsum(pixels, 0) - pixels)[levels]  # (M,)
+    height, width = shapes[levels, 1], shapes[levels, 2]  # (M,)
+    scale = torch.as_tensor(spatial_scales, dtype=rois.dtype, device=device)[levels]  # (M,)
     out_h, out_w = output_size
     offset = 0.5 if aligned else 0.0
-    x0, y0, x1, y1 = (rois[:, 1:] * spatial_scale - offset).unbind(1)
+    x0, y0, x1, y1 = (rois[:, 1:] * scale[:, None] - offset).unbind(1)
     box_w, box_h = x1 - x0, y1 - y0
     if not aligned:  # torchvision's legacy rule: boxes at least one pixel wide
         box_w, box_h = box_w.clamp(min=1.0), box_h.clamp(min=1.0)
@@ -97,57 +114,99 @@ def interpolation_matrix(rois: torch.Tensor, feature_shape: Tuple[int, int, int]
     y_weight = y_weight / (grid_w * grid_h).clamp(min=1)[:, None, None]  # the bin's average
 
     rows = rois.shape[0] * out_h * out_w
-    image_offset = rois[:, 0].to(torch.int64) * (height * width)
+    image_offset = level_offset + rois[:, 0].to(torch.int64) * (height * width)
     # (M, out_h, out_w, 2 * max_h, 2 * max_w): every bin times every (y, x) neighbour pair
-    columns = (image_offset[:, None, None, None, None] + (y_index * width)[:, :, None, :, None]
+    columns = (image_offset[:, None, None, None, None] + (y_index * width[:, None, None])[:, :, None, :, None]
                + x_index[:, None, :, None, :]).reshape(rows, -1)
     values = (y_weight[:, :, None, :, None] * x_weight[:, None, :, None, :]).reshape(rows, -1)
     if sampling_ratio > 0:  # every row has the same number of points: keep the (few) zeros of points off the map
-        crow = torch.arange(0, rows + 1, dtype=torch.int64, device=rois.device) * columns.shape[1]
+        crow = torch.arange(0, rows + 1, dtype=torch.int64, device=device) * columns.shape[1]
         columns, values = columns.reshape(-1), values.reshape(-1)
     else:  # drop the padding of boxes with fewer points than the largest grid
         keep = values != 0
-        crow = torch.zeros(rows + 1, dtype=torch.int64, device=rois.device)
+        crow = torch.zeros(rows + 1, dtype=torch.int64, device=device)
         torch.cumsum(keep.sum(1), 0, out=crow[1:])
         columns, values = columns[keep], values[keep]
     with warnings.catch_warnings():  # torch's one-time notice that sparse CSR support is in beta
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-        return torch.sparse_csr_tensor(crow, columns, values, (rows, num_images * height * width),
-                                       check_invariants=False)
+        return torch.sparse_csr_tensor(crow, columns, values, (rows, int(pixels.sum())), check_invariants=False)
 
 
 class _SparseRoIAlign(torch.autograd.Function):
-    """RoIAlign of float32 or float64 features as ``S @ features``; the gradient is ``S.T @ grad``."""
+    """RoIAlign of float32 or float64 feature levels as ``S @ features``; the gradient is ``S.T @ grad``."""
 
     @staticmethod
-    def forward(ctx, features, rois, output_size, spatial_scale, sampling_ratio, aligned):
-        num_images, channels, height, width = features.shape
-        matrix = interpolation_matrix(rois.to(features.dtype), (num_images, height, width), output_size, spatial_scale,
-                                      sampling_ratio, aligned)
-        ctx.matrix, ctx.feature_shape = matrix, features.shape
-        pixels = features.permute(0, 2, 3, 1).reshape(-1, channels)  # (B*H*W, C)
+    def forward(ctx, rois, levels, output_size, spatial_scales, sampling_ratio, aligned, *features):
+        channels = features[0].shape[1]
+        shapes = [(f.shape[0], f.shape[2], f.shape[3]) for f in features]
+        matrix = interpolation_matrix(rois.to(features[0].dtype), shapes, output_size, spatial_scales,
+                                      sampling_ratio, aligned, levels)
+        ctx.matrix, ctx.shapes = matrix, shapes
+        pixels = torch.cat([f.permute(0, 2, 3, 1).reshape(-1, channels) for f in features])  # (sum B*H*W, C)
         pooled = matrix @ pixels  # (M*out_h*out_w, C)
         return pooled.view(rois.shape[0], *output_size, channels).permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad_output):
-        num_images, channels, height, width = ctx.feature_shape
+        channels = grad_output.shape[1]
         grad = grad_output.permute(0, 2, 3, 1).reshape(-1, channels)  # (M*out_h*out_w, C)
         with torch.autocast("cpu", enabled=False):
-            grad_pixels = ctx.matrix.t() @ grad.to(ctx.matrix.dtype)  # (B*H*W, C)
-        grad_features = grad_pixels.view(num_images, height, width, channels).permute(0, 3, 1, 2)
-        return grad_features, None, None, None, None, None
+            grad_pixels = ctx.matrix.t() @ grad.to(ctx.matrix.dtype)  # (sum B*H*W, C)
+        sizes = [b * h * w for b, h, w in ctx.shapes]
+        grads = [g.view(b, h, w, channels).permute(0, 3, 1, 2)
+                 for g, (b, h, w) in zip(grad_pixels.split(sizes), ctx.shapes)]
+        return (None, None, None, None, None, None, *grads)
 
 
-def _matrix_entries(rois: torch.Tensor, output_size: Tuple[int, int], spatial_scale: float,
+def _matrix_entries(rois: torch.Tensor, output_size: Tuple[int, int], spatial_scales: Sequence[float],
                     sampling_ratio: int) -> int:
     """Sampling-point weights the matrix is built from (an upper bound of its entries)."""
     if sampling_ratio > 0:
         points = sampling_ratio * sampling_ratio
     else:
-        sides = (rois[:, 3:] - rois[:, 1:3]).amax(0) * spatial_scale + 1.0  # (2,) widest and tallest box
+        sides = (rois[:, 3:] - rois[:, 1:3]).amax(0) * max(spatial_scales) + 1.0  # (2,) widest and tallest box
         points = int(torch.ceil(sides[0] / output_size[1])) * int(torch.ceil(sides[1] / output_size[0]))
     return rois.shape[0] * output_size[0] * output_size[1] * 4 * max(points, 1)
+
+
+def multilevel_roi_align(features: List[torch.Tensor], rois: torch.Tensor, levels: Optional[torch.Tensor],
+                         output_size: Union[int, Tuple[int, int]], spatial_scales: Sequence[float],
+                         sampling_ratio: int = -1, aligned: bool = False) -> torch.Tensor:
+    """RoIAlign of each box from its own level of a feature pyramid, as ``torchvision.ops.roi_align`` pools.
+
+    Args:
+        features: one (B, C, H_l, W_l) map per level (any memory format; float32, bf16 or fp16).
+        rois: (M, 5) boxes as (image index, x0, y0, x1, y1) in input-image pixels.
+        levels: (M,) int64 index into ``features`` of each box's level; None for a single level.
+        output_size, sampling_ratio, aligned: as for ``torchvision.ops.roi_align``.
+        spatial_scales: each level's ``spatial_scale`` (1 / stride).
+
+    Returns:
+        (M, C, output_h, output_w) pooled features in the boxes' order and ``features``' dtype (float16
+        and bf16 are computed in float32, as torchvision's autocast rule for roi_align does). On CPU
+        it is one sparse matrix product; on CUDA, during graph capture or for a matrix above
+        ``MAX_ENTRIES``, one ``torchvision.ops.roi_align`` call per level.
+    """
+    output_size = _pair(output_size)
+    if len(features) != len(spatial_scales):
+        raise ValueError(f"multilevel_roi_align got {len(features)} feature maps and {len(spatial_scales)} scales.")
+    first = features[0]
+    if (first.device.type != "cpu" or rois.shape[0] == 0 or is_graph_capture()
+            or _matrix_entries(rois, output_size, spatial_scales, sampling_ratio) > MAX_ENTRIES):
+        if len(features) == 1:
+            return torchvision_roi_align(first, rois, output_size, spatial_scales[0], sampling_ratio, aligned)
+        out = first.new_zeros((rois.shape[0], first.shape[1], *output_size))  # (M, C, out_h, out_w)
+        for level, (feature, scale) in enumerate(zip(features, spatial_scales)):
+            index = (levels == level).nonzero().squeeze(1)
+            if index.numel():
+                out[index] = torchvision_roi_align(feature, rois[index], output_size, scale, sampling_ratio,
+                                                   aligned).to(out.dtype)
+        return out
+    compute_dtype = first.dtype if first.dtype in (torch.float32, torch.float64) else torch.float32
+    with torch.autocast("cpu", enabled=False):
+        out = _SparseRoIAlign.apply(rois, levels, output_size, [float(s) for s in spatial_scales],
+                                    int(sampling_ratio), bool(aligned), *[f.to(compute_dtype) for f in features])
+    return out.to(first.dtype)
 
 
 def roi_align(input: torch.Tensor, rois: torch.Tensor, output_size: Union[int, Tuple[int, int]],
@@ -163,12 +222,4 @@ def roi_align(input: torch.Tensor, rois: torch.Tensor, output_size: Union[int, T
         (M, C, output_h, output_w) pooled features in ``input``'s dtype (float16 and bf16 are computed
         in float32, as torchvision's autocast rule for roi_align does).
     """
-    output_size = _pair(output_size)
-    if (input.device.type != "cpu" or rois.shape[0] == 0 or is_graph_capture()
-            or _matrix_entries(rois, output_size, spatial_scale, sampling_ratio) > MAX_ENTRIES):
-        return torchvision_roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned)
-    compute_dtype = input.dtype if input.dtype in (torch.float32, torch.float64) else torch.float32
-    with torch.autocast("cpu", enabled=False):
-        out = _SparseRoIAlign.apply(input.to(compute_dtype), rois, output_size, float(spatial_scale), int(sampling_ratio),
-                                    bool(aligned))
-    return out.to(input.dtype)
+    return multilevel_roi_align([input], rois, None, output_size, [spatial_scale], sampling_ratio, aligned)

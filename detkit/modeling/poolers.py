@@ -5,8 +5,8 @@ A box goes to the level picked by the canonical FPN rule (Lin et al., eq. 1)::
     level = floor(canonical_level + log2(sqrt(box_area) / canonical_box_size))
 
 clamped to the levels given, or, when the caller passes ``level_ids``, to the level it names
-(the level that proposed it). Pooling is one ``detkit.layers.roi_align`` call per level over
-the boxes of all images at once.
+(the level that proposed it). Pooling is one ``detkit.layers.multilevel_roi_align`` call over the
+boxes of all images and levels at once.
 """
 import math
 from typing import List, Optional, Sequence, Tuple, Union
@@ -14,7 +14,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import torch
 from torch import nn
 
-from detkit.layers import roi_align
+from detkit.layers import multilevel_roi_align
 from detkit.structures import Boxes
 
 __all__ = ["ROIPooler", "assign_boxes_to_levels", "convert_boxes_to_pooler_format"]
@@ -99,7 +99,8 @@ class ROIPooler(nn.Module):
             raise ValueError(f"ROIPooler got {len(box_lists)} box lists for a batch of {x[0].shape[0]} images.")
         rois = convert_boxes_to_pooler_format(box_lists)  # (M, 5)
         if len(self.scales) == 1:
-            return roi_align(x[0], rois, self.output_size, self.scales[0], self.sampling_ratio, self.aligned)
+            return multilevel_roi_align(x, rois, None, self.output_size, self.scales, self.sampling_ratio,
+                                        self.aligned)
 
         levels = assign_boxes_to_levels(box_lists, self.min_level, self.max_level,
                                         self.canonical_box_size, self.canonical_level)  # (M,)
@@ -108,11 +109,4 @@ class ROIPooler(nn.Module):
                 level_ids = torch.cat(list(level_ids))
             level_ids = level_ids.to(levels.device, torch.int64)
             levels = torch.where(level_ids >= 0, level_ids.clamp(max=len(x) - 1), levels)
-
-        out = x[0].new_zeros((rois.shape[0], x[0].shape[1], *self.output_size))  # (M, C, oh, ow)
-        for lvl, (feature, scale) in enumerate(zip(x, self.scales)):
-            idx = (levels == lvl).nonzero().squeeze(1)
-            if idx.numel():
-                out[idx] = roi_align(feature, rois[idx], self.output_size, scale, self.sampling_ratio,
-                                     self.aligned).to(out.dtype)
-        return out
+        return multilevel_roi_align(x, rois, levels, self.output_size, self.scales, self.sampling_ratio, self.aligned)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torchvision.ops import roi_align as torchvision_roi_align
 
-from detkit.layers import roi_align
+from detkit.layers import multilevel_roi_align, roi_align
 from detkit.layers.roi_align import interpolation_matrix
 
 roi_align_module = importlib.import_module("detkit.layers.roi_align")  # the module, not the function it exports
@@ -26,7 +26,7 @@ def _data(num_rois=300, seed=0, dtype=torch.float32):
 def _weights(box, feature_shape, sampling_ratio, aligned):
     """Dense (B, H, W) weights of the single bin of one box."""
     rois = torch.tensor([box], dtype=torch.float64)
-    return interpolation_matrix(rois, feature_shape, (1, 1), 1.0, sampling_ratio, aligned).to_dense().view(
+    return interpolation_matrix(rois, [feature_shape], (1, 1), [1.0], sampling_ratio, aligned).to_dense().view(
         *feature_shape)
 
 
@@ -68,6 +68,34 @@ def test_values_and_gradients_equal_torchvision(aligned, sampling_ratio):
     (expected * weights).sum().backward()
     (out * weights).sum().backward()
     torch.testing.assert_close(b.grad, a.grad, rtol=0, atol=1e-12)
+
+
+def _pyramid(dtype=torch.float64):
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(2, 8, 40 // 2 ** k, 48 // 2 ** k, generator=g, dtype=dtype) for k in range(3)]
+
+
+def test_multilevel_equals_torchvision_per_level(monkeypatch):
+    """Boxes of three levels, interleaved: one matrix gives each box its level's torchvision pooling,
+    in the boxes' order, and each level its own gradient; the per-level fallback gives the same."""
+    _, rois = _data(dtype=torch.float64)
+    levels = torch.arange(len(rois)) % 3
+    scales = [1 / 4, 1 / 8, 1 / 16]
+    weights = torch.randn(len(rois), 8, 7, 7, dtype=torch.float64)
+    reference = [f.clone().requires_grad_() for f in _pyramid()]
+    expected = torch.stack([torchvision_roi_align(reference[lv], rois[i:i + 1], 7, scales[lv], 2, True)[0]
+                            for i, lv in enumerate(levels.tolist())])
+    (expected * weights).sum().backward()
+    for max_entries in (1 << 24, 1000):  # the sparse matrix, then torchvision's kernel level by level
+        monkeypatch.setattr(roi_align_module, "MAX_ENTRIES", max_entries)
+        features = [f.clone().requires_grad_() for f in _pyramid()]
+        out = multilevel_roi_align(features, rois, levels, 7, scales, 2, True)
+        torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+        (out * weights).sum().backward()
+        for f, r in zip(features, reference):
+            torch.testing.assert_close(f.grad, r.grad, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="3 feature maps and 2 scales"):
+        multilevel_roi_align(_pyramid(), rois, levels, 7, scales[:2], 2, True)
 
 
 def test_reduced_precision_and_autocast():
