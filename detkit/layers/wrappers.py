@@ -42,8 +42,10 @@ def is_graph_capture() -> bool:
     """True while torch records a graph instead of running one: ``torch.jit.trace``, ``torch.compile``,
     ``torch.export`` and ONNX export. Eager-only kernels (sparse matrices, thread pools, cached
     copies) step aside then for the plain torch / torchvision ops those tools know."""
-    return (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
-            or torch.onnx.is_in_onnx_export())
+    # torch.compiler's is_compiling and is_exporting are newer than the oldest torch that setup.py allows
+    compiling = getattr(torch.compiler, "is_compiling", bool)()
+    exporting = getattr(torch.compiler, "is_exporting", bool)()
+    return torch.jit.is_tracing() or compiling or exporting or torch.onnx.is_in_onnx_export()
 
 
 def is_plain_inference(module: nn.Module) -> bool:
