@@ -2,9 +2,9 @@
 
 Every pooled value is a fixed weighted sum of feature pixels: the average over a bin's sampling
 points of their bilinear interpolation. For a batch of boxes these weights form one sparse matrix
-``S`` of shape (boxes x bins, images x H x W), with at most four entries per sampling point, so::
+``S`` of shape (boxes x bins, levels x images x H x W), with at most four entries per sampling point, so::
 
-    pooled = S @ features      (features as (B*H*W, C): channels_last is a free view)
+    pooled = S @ features      (each level's features as (B*H*W, C), stacked: channels_last is a free view)
     grad_features = S.T @ grad_pooled
 
 torchvision's CPU kernels recompute the weights for every channel, on one thread, and its backward
@@ -17,7 +17,7 @@ kernels. The result equals ``torchvision.ops.roi_align`` to float rounding, valu
 over all levels, so the boxes come out in their own order without a per-level scatter.
 
 On CUDA, during graph capture (tracing, ``torch.compile``, export) or when the matrix would be too
-large, it is a plain ``torchvision.ops.roi_align`` call.
+large, it is ``torchvision.ops.roi_align``, called once per level.
 """
 import warnings
 from typing import List, Optional, Sequence, Tuple, Union
@@ -158,14 +158,18 @@ class _SparseRoIAlign(torch.autograd.Function):
         return (None, None, None, None, None, None, *grads)
 
 
-def _matrix_entries(rois: torch.Tensor, output_size: Tuple[int, int], spatial_scales: Sequence[float],
-                    sampling_ratio: int) -> int:
-    """Sampling-point weights the matrix is built from (an upper bound of its entries)."""
+def _matrix_entries(rois: torch.Tensor, levels: Optional[torch.Tensor], output_size: Tuple[int, int],
+                    spatial_scales: Sequence[float], sampling_ratio: int) -> int:
+    """Sampling-point weights ``interpolation_matrix`` builds before dropping zeros: every bin gets the
+    largest grid of any box, four neighbours per point."""
     if sampling_ratio > 0:
         points = sampling_ratio * sampling_ratio
     else:
-        sides = (rois[:, 3:] - rois[:, 1:3]).amax(0) * max(spatial_scales) + 1.0  # (2,) widest and tallest box
-        points = int(torch.ceil(sides[0] / output_size[1])) * int(torch.ceil(sides[1] / output_size[0]))
+        scales = torch.as_tensor(spatial_scales, dtype=rois.dtype, device=rois.device)
+        scale = scales[levels] if levels is not None else scales[0]
+        sides = (rois[:, 3:] - rois[:, 1:3]).abs() * torch.as_tensor(scale)[..., None] + 1.0  # (M, 2), +1: legacy clamp
+        grid = torch.ceil(sides.amax(0) / torch.tensor(output_size[::-1], dtype=sides.dtype, device=sides.device))
+        points = int(grid.prod())
     return rois.shape[0] * output_size[0] * output_size[1] * 4 * max(points, 1)
 
 
@@ -192,7 +196,7 @@ def multilevel_roi_align(features: List[torch.Tensor], rois: torch.Tensor, level
         raise ValueError(f"multilevel_roi_align got {len(features)} feature maps and {len(spatial_scales)} scales.")
     first = features[0]
     if (first.device.type != "cpu" or rois.shape[0] == 0 or is_graph_capture()
-            or _matrix_entries(rois, output_size, spatial_scales, sampling_ratio) > MAX_ENTRIES):
+            or _matrix_entries(rois, levels, output_size, spatial_scales, sampling_ratio) > MAX_ENTRIES):
         if len(features) == 1:
             return torchvision_roi_align(first, rois, output_size, spatial_scales[0], sampling_ratio, aligned)
         out = first.new_zeros((rois.shape[0], first.shape[1], *output_size))  # (M, C, out_h, out_w)
