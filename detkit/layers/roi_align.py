@@ -195,7 +195,16 @@ def multilevel_roi_align(features: List[torch.Tensor], rois: torch.Tensor, level
     if len(features) != len(spatial_scales):
         raise ValueError(f"multilevel_roi_align got {len(features)} feature maps and {len(spatial_scales)} scales.")
     first = features[0]
-    if (first.device.type != "cpu" or rois.shape[0] == 0 or is_graph_capture()
+    eager_cpu = first.device.type == "cpu" and not is_graph_capture()
+    if eager_cpu:  # neither torch's sparse kernels nor torchvision's check these: refuse boxes pointing outside
+        images = rois[:, 0]
+        if bool((images < 0).any()) or bool((images >= first.shape[0]).any()):
+            raise ValueError(f"multilevel_roi_align: box image indices must lie in [0, {first.shape[0]}) for a batch "
+                             f"of {first.shape[0]}; got {images.min().item():g} to {images.max().item():g}.")
+        if levels is not None and (bool((levels < 0).any()) or bool((levels >= len(features)).any())):
+            raise ValueError(f"multilevel_roi_align: box levels must lie in [0, {len(features)}); "
+                             f"got {levels.min().item()} to {levels.max().item()}.")
+    if (not eager_cpu or rois.shape[0] == 0
             or _matrix_entries(rois, levels, output_size, spatial_scales, sampling_ratio) > MAX_ENTRIES):
         if len(features) == 1:
             return torchvision_roi_align(first, rois, output_size, spatial_scales[0], sampling_ratio, aligned)

@@ -96,6 +96,12 @@ def test_multilevel_equals_torchvision_per_level(monkeypatch):
             torch.testing.assert_close(f.grad, r.grad, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="3 feature maps and 2 scales"):
         multilevel_roi_align(_pyramid(), rois, levels, 7, scales[:2], 2, True)
+    with pytest.raises(ValueError, match=r"box levels must lie in \[0, 3\); got 0 to 3"):
+        multilevel_roi_align(_pyramid(), rois, torch.where(levels == 2, 3, levels), 7, scales, 2, True)
+    bad_image = rois.clone()
+    bad_image[5, 0] = 2
+    with pytest.raises(ValueError, match=r"image indices must lie in \[0, 2\) for a batch of 2; got 0 to 2"):
+        multilevel_roi_align(_pyramid(), bad_image, levels, 7, scales, 2, True)
 
 
 def test_reduced_precision_and_autocast():
