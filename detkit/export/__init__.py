@@ -9,9 +9,9 @@ from . import meta_archs  # noqa: F401  (registers the FCOS and GeneralizedRCNN 
 from .graph import EXPORT_GRAPHS, ExportGraph, batched_nms_in_graph, build_export_graph, dense_detections, \
     register_export_graph
 from .onnx_export import ExportError, export_model, export_onnx
-from .predictor import ONNXPredictor, evaluate_onnx
+from .predictor import ONNXPredictor, evaluate_onnx, read_model_yaml
 from .quantize import quantize_onnx
 
 __all__ = ["ExportGraph", "register_export_graph", "build_export_graph", "EXPORT_GRAPHS", "dense_detections",
            "batched_nms_in_graph", "ExportError", "export_model", "export_onnx", "ONNXPredictor",
-           "evaluate_onnx", "quantize_onnx"]
+           "evaluate_onnx", "quantize_onnx", "read_model_yaml"]

@@ -12,7 +12,7 @@ from detkit.structures import Boxes, Instances
 
 from .onnx_export import INPUT_NAME, MODEL_YAML
 
-__all__ = ["ONNXPredictor", "evaluate_onnx"]
+__all__ = ["ONNXPredictor", "evaluate_onnx", "read_model_yaml"]
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +20,27 @@ logger = logging.getLogger(__name__)
 def _providers(available: List[str]) -> List[str]:
     """CUDA first when this onnxruntime has it, the CPU provider always."""
     return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
+
+
+def read_model_yaml(onnx_path: str) -> Dict[str, Any]:
+    """The ``model.yaml`` beside an exported ``model.onnx``: ``config``, ``class_names``, ``precision``, ...
+
+    Raises:
+        FileNotFoundError: the graph or its ``model.yaml`` is missing.
+        ValueError: the ``model.yaml`` has no ``config`` section.
+    """
+    if not os.path.isfile(onnx_path):
+        raise FileNotFoundError(f"ONNX model {onnx_path} does not exist; write it with "
+                                "tools/deploy/export_model.py --format onnx --output DIR.")
+    meta_path = os.path.join(os.path.dirname(os.path.abspath(onnx_path)), MODEL_YAML)
+    if not os.path.isfile(meta_path):
+        raise FileNotFoundError(f"{meta_path} is missing: detkit reads the config and class names from the "
+                                f"{MODEL_YAML} that export_model writes beside {os.path.basename(onnx_path)}.")
+    with open(meta_path) as f:
+        meta = yaml.safe_load(f)
+    if not isinstance(meta, dict) or "config" not in meta:
+        raise ValueError(f"{meta_path} has no 'config' section; re-export the model with export_model.")
+    return meta
 
 
 class ONNXPredictor:
@@ -55,17 +76,7 @@ class ONNXPredictor:
             raise ImportError("ONNXPredictor needs onnxruntime: pip install 'detkit[export]'.") from e
         from detkit.data import transforms as T
 
-        if not os.path.isfile(onnx_path):
-            raise FileNotFoundError(f"ONNX model {onnx_path} does not exist; write it with "
-                                    "tools/deploy/export_model.py --format onnx --output DIR.")
-        meta_path = os.path.join(os.path.dirname(os.path.abspath(onnx_path)), MODEL_YAML)
-        if not os.path.isfile(meta_path):
-            raise FileNotFoundError(f"{meta_path} is missing: ONNXPredictor reads the config and class names from "
-                                    f"the {MODEL_YAML} that export_model writes beside {os.path.basename(onnx_path)}.")
-        with open(meta_path) as f:
-            meta = yaml.safe_load(f)
-        if not isinstance(meta, dict) or "config" not in meta:
-            raise ValueError(f"{meta_path} has no 'config' section; re-export the model with export_model.")
+        meta = read_model_yaml(onnx_path)
         self.cfg = CfgNode(meta["config"])
         self.class_names = list(meta.get("class_names") or [])
         self.precision = str(meta.get("precision", "fp32"))

@@ -9,12 +9,13 @@ deploy/quantize_onnx.py --evaluate`` scores both models with the COCO evaluator)
 """
 import logging
 import os
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import yaml
 
 from .onnx_export import INPUT_NAME, MODEL_YAML
+from .predictor import read_model_yaml
 
 __all__ = ["quantize_onnx", "QUANTIZED_OPS"]
 
@@ -33,7 +34,7 @@ def _resized(cfg, images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
 
 
 def quantize_onnx(onnx_path: str, output_dir: str, calibration_images: Sequence[np.ndarray],
-                  per_channel: bool = True, cfg: Optional[object] = None) -> str:
+                  per_channel: bool = True) -> str:
     """Write an int8 copy of an exported detector to ``output_dir``.
 
     Args:
@@ -43,7 +44,6 @@ def quantize_onnx(onnx_path: str, output_dir: str, calibration_images: Sequence[
         calibration_images: (H, W, C) uint8 arrays in ``INPUT.FORMAT``, e.g. a few dozen training
             images; they are resized as ``ONNXPredictor`` resizes.
         per_channel: one weight scale per output channel (else one per tensor).
-        cfg: the config of the test resize; None reads it from ``model.yaml``.
 
     Returns:
         The path of the quantized ``model.onnx``.
@@ -56,15 +56,10 @@ def quantize_onnx(onnx_path: str, output_dir: str, calibration_images: Sequence[
 
     if not calibration_images:
         raise ValueError("quantize_onnx needs at least one calibration image.")
-    meta_path = os.path.join(os.path.dirname(os.path.abspath(onnx_path)), MODEL_YAML)
-    if not os.path.isfile(onnx_path) or not os.path.isfile(meta_path):
-        raise FileNotFoundError(f"{onnx_path} and its {MODEL_YAML} must exist; write them with "
-                                "tools/deploy/export_model.py --format onnx --output DIR.")
-    with open(meta_path) as f:
-        meta = yaml.safe_load(f)
+    meta = read_model_yaml(onnx_path)
     if meta.get("precision", "fp32") != "fp32":
-        raise ValueError(f"{onnx_path} is already {meta['precision']} ({meta_path}); quantize the float32 export.")
-    cfg = CfgNode(meta["config"]) if cfg is None else cfg
+        raise ValueError(f"{onnx_path} is already {meta['precision']} (its {MODEL_YAML}); quantize the float32 export.")
+    cfg = CfgNode(meta["config"])  # its test resize
 
     class _Reader(CalibrationDataReader):
         def __init__(self):

@@ -26,15 +26,16 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads for --evaluate")
     args = parser.parse_args(argv)
     setup_logger(name="detkit")
+    from detkit.config import CfgNode
     from detkit.data import DatasetCatalog, read_image
-    from detkit.export import ONNXPredictor, evaluate_onnx, quantize_onnx
+    from detkit.export import evaluate_onnx, quantize_onnx, read_model_yaml
 
-    cfg = ONNXPredictor(args.onnx, num_threads=1).cfg  # the config saved beside the export
+    cfg = CfgNode(read_model_yaml(args.onnx)["config"])  # the config saved beside the export
     if not cfg.DATASETS.TRAIN:
         parser.error(f"{args.onnx}'s model.yaml names no DATASETS.TRAIN to calibrate on")
     records = DatasetCatalog.get(cfg.DATASETS.TRAIN[0])[: args.calibration_images]
     images = [read_image(r["file_name"], format=cfg.INPUT.FORMAT, image_id=r.get("image_id")) for r in records]
-    path = quantize_onnx(args.onnx, args.output, images, per_channel=not args.per_tensor, cfg=cfg)
+    path = quantize_onnx(args.onnx, args.output, images, per_channel=not args.per_tensor)
     print(f"wrote {path} ({len(images)} calibration images of {cfg.DATASETS.TRAIN[0]})")
     if args.evaluate:
         if not cfg.DATASETS.TEST:
