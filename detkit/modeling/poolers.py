@@ -98,15 +98,13 @@ class ROIPooler(nn.Module):
         if len(box_lists) != x[0].shape[0]:
             raise ValueError(f"ROIPooler got {len(box_lists)} box lists for a batch of {x[0].shape[0]} images.")
         rois = convert_boxes_to_pooler_format(box_lists)  # (M, 5)
-        if len(self.scales) == 1:
-            return multilevel_roi_align(x, rois, None, self.output_size, self.scales, self.sampling_ratio,
-                                        self.aligned)
-
-        levels = assign_boxes_to_levels(box_lists, self.min_level, self.max_level,
-                                        self.canonical_box_size, self.canonical_level)  # (M,)
-        if level_ids is not None:
-            if isinstance(level_ids, (list, tuple)):
-                level_ids = torch.cat(list(level_ids))
-            level_ids = level_ids.to(levels.device, torch.int64)
-            levels = torch.where(level_ids >= 0, level_ids.clamp(max=len(x) - 1), levels)
+        levels = None  # one level: every box pools from it
+        if len(self.scales) > 1:
+            levels = assign_boxes_to_levels(box_lists, self.min_level, self.max_level,
+                                            self.canonical_box_size, self.canonical_level)  # (M,)
+            if level_ids is not None:
+                if isinstance(level_ids, (list, tuple)):
+                    level_ids = torch.cat(list(level_ids))
+                level_ids = level_ids.to(levels.device, torch.int64)
+                levels = torch.where(level_ids >= 0, level_ids.clamp(max=len(x) - 1), levels)
         return multilevel_roi_align(x, rois, levels, self.output_size, self.scales, self.sampling_ratio, self.aligned)
