@@ -25,10 +25,10 @@ QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
 
 
 def _resized(cfg, images: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
-    """Each image after the test resize that ONNXPredictor applies before the graph."""
-    from detkit.data import transforms as T
+    """Each image after the test resize (``INPUT.MIN_SIZE_TEST`` / ``MAX_SIZE_TEST``) that ONNXPredictor applies."""
+    from detkit.data.detection_utils import build_augmentation
 
-    aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
+    (aug,) = build_augmentation(cfg, is_train=False)
     for image in images:
         yield np.ascontiguousarray(aug.get_transform(image).apply_image(image))
 
